@@ -1,0 +1,71 @@
+"""Command-line entry points: ``kq`` (group) and ``kq-train``, ``kq-eval``, ``kq-prune``,
+``kq-distill``, ``kq-export``.
+
+Each command lives with its concept (``training``, ``compress_cli``, ``export``); this module only
+wires them together, importing lazily so that ``kq --help`` does not load TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+#: command name -> (module, attribute) of its click command
+COMMANDS = {
+    "train": ("keras_quaternion.training.cli", "train_command"),
+    "eval": ("keras_quaternion.training.cli", "eval_command"),
+    "prune": ("keras_quaternion.compress_cli", "prune_command"),
+    "distill": ("keras_quaternion.compress_cli", "distill_command"),
+    "export": ("keras_quaternion.export.cli", "export_command"),
+}
+
+_HELP = {
+    "train": "Train a registry model on a dataset (default: a small QCNN on synthetic audio).",
+    "eval": "Score a saved .keras or .tflite model on a dataset's test split.",
+    "prune": "Structured filter pruning of a trained model, then optional fine-tuning.",
+    "distill": "Train a student from scratch with knowledge distillation.",
+    "export": "Export a model to int8/float TFLite, verified on TFLite Micro.",
+}
+
+
+def _load(name):
+    module, attr = COMMANDS[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name not in COMMANDS:
+            return None
+        return _load(cmd_name)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, _HELP[name]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup)
+@click.version_option(package_name="keras-quaternion")
+def main():
+    """keras-quaternion: build, train, compress and deploy quaternion audio classifiers."""
+
+
+def _standalone(name):
+    def run():
+        return _load(name)(prog_name=f"kq-{name}")
+
+    run.__name__ = f"{name}_main"
+    run.__doc__ = f"Entry point of ``kq-{name}``."
+    return run
+
+
+train_main = _standalone("train")
+eval_main = _standalone("eval")
+prune_main = _standalone("prune")
+distill_main = _standalone("distill")
+export_main = _standalone("export")

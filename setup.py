@@ -1,0 +1,60 @@
+"""Packaging for keras-quaternion."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="keras-quaternion",
+    version="0.1.0",
+    description=(
+        "Quaternion convolutional networks for audio classification in Keras 3: "
+        "layers, PANNs models, pruning, distillation and int8 TFLite Micro export."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["keras_quaternion", "keras_quaternion.*"]),
+    include_package_data=True,
+    install_requires=[
+        "tensorflow>=2.21,<2.22; platform_machine!='x86_64'",
+        "tensorflow-cpu>=2.21,<2.22; platform_machine=='x86_64'",
+        "keras>=3.12,<4",
+        "numpy>=1.26,<3",
+        "soundfile>=0.12,<1",
+        "librosa>=0.10,<0.12",
+        "click>=8.1,<9",
+        "tqdm>=4.60,<5",
+        "matplotlib>=3.7,<4",
+        "h5py>=3.9,<4",
+    ],
+    extras_require={
+        "export": ["ai-edge-litert>=2.0,<3", "tflite-micro"],
+        "dev": [
+            "pytest>=8,<10",
+            "pytest-xdist>=3.5,<4",
+            "hypothesis>=6.100,<7",
+            "ruff>=0.6",
+            "ai-edge-litert>=2.0,<3",
+            "tflite-micro",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "kq=keras_quaternion.cli:main",
+            "kq-train=keras_quaternion.cli:train_main",
+            "kq-eval=keras_quaternion.cli:eval_main",
+            "kq-prune=keras_quaternion.cli:prune_main",
+            "kq-distill=keras_quaternion.cli:distill_main",
+            "kq-export=keras_quaternion.cli:export_main",
+        ]
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Multimedia :: Sound/Audio :: Analysis",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
