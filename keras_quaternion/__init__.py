@@ -11,6 +11,7 @@ from keras_quaternion.layers import (  # noqa: E402
     QConv1D,
     QConv2D,
     QDense,
+    QuaternionDeltas,
     QuaternionInitializer,
 )
 
@@ -19,6 +20,7 @@ __all__ = [
     "QConv1D",
     "QConv2D",
     "QDense",
+    "QuaternionDeltas",
     "QuaternionInitializer",
     "__version__",
 ]
