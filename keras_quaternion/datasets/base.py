@@ -1,0 +1,615 @@
+"""Core dataset types: :class:`Example`, :class:`HDF5Source`, :class:`AudioDataset`,
+:class:`DatasetLayoutError` and the split helper :func:`stratified_holdout`."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from keras_quaternion.audio import AudioDecodeError, decode_many, fit_length, load_audio, resample
+
+__all__ = [
+    "SPLITS",
+    "AudioDataset",
+    "DatasetLayoutError",
+    "DecodedSplit",
+    "Example",
+    "HDF5Source",
+    "stratified_holdout",
+]
+
+#: The split names every dataset exposes (some may be empty for a user's own data).
+SPLITS = ("train", "validation", "test")
+
+
+class DatasetLayoutError(ValueError):
+    """A dataset folder is missing or not laid out as the loader expects.
+
+    The message names the dataset, the folder, what is wrong and shows the expected layout tree.
+
+    Attributes:
+        dataset: dataset name (e.g. ``"esc50"``).
+        folder: the folder that was inspected (a string, or ``None`` when no folder was given).
+        problem: what is wrong, in words.
+        expected_layout: the expected tree, as text.
+    """
+
+    def __init__(
+        self, dataset: str, folder: str | os.PathLike | None, problem: str, expected_layout: str
+    ):
+        self.dataset = dataset
+        self.folder = None if folder is None else str(folder)
+        self.problem = problem
+        self.expected_layout = expected_layout.strip("\n")
+        where = "no data_dir was given" if folder is None else f"in '{self.folder}'"
+        super().__init__(
+            f"Dataset '{dataset}': {problem} ({where}).\n"
+            f"Expected layout (point data_dir / --data-dir at the top folder):\n"
+            f"{self.expected_layout}"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.dataset, self.folder, self.problem, self.expected_layout))
+
+
+@dataclass(frozen=True)
+class HDF5Source:
+    """One row of a waveform matrix inside an HDF5 file (PANNs-style packed AudioSet).
+
+    Attributes:
+        path: the ``.h5`` file.
+        index: row in ``dataset``.
+        dataset: name of the waveform dataset, ``[N, samples]`` int16 (scaled by 1/32768) or float.
+        sample_rate: rate of the stored waveforms (PANNs: 32000).
+        name: display name (e.g. the clip's ``audio_name``).
+    """
+
+    path: str
+    index: int
+    dataset: str = "waveform"
+    sample_rate: int = 32000
+    name: str = ""
+
+    def __str__(self) -> str:
+        label = f" ({self.name})" if self.name else ""
+        return f"{self.path}[{self.index}]{label}"
+
+
+@dataclass(eq=False)
+class Example:
+    """One labelled audio example.
+
+    Attributes:
+        source: where the audio is: a file path (``str``), an in-memory waveform (``np.ndarray``
+            ``[samples]`` float32, with ``sample_rate`` set) or an :class:`HDF5Source`.
+        label: class index (``int``) for single-label datasets, or a multi-hot ``np.ndarray``
+            ``[num_classes]`` float32 for multi-label ones.
+        meta: extra facts (speaker, fold, take, ...); loaders document their keys.
+        sample_rate: rate of an in-memory ``source`` (required for arrays, ignored otherwise).
+        offset: seconds to skip at the start of a file source.
+        duration: seconds to read from a file source (``None``: to the end).
+
+    Example:
+        >>> ex = Example(source="dog.wav", label=3, meta={"fold": 1})
+        >>> ex.name
+        'dog.wav'
+    """
+
+    source: str | np.ndarray | HDF5Source
+    label: int | np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+    sample_rate: int | None = None
+    offset: float = 0.0
+    duration: float | None = None
+
+    def __post_init__(self):
+        if isinstance(self.source, os.PathLike):
+            self.source = os.fspath(self.source)
+        if isinstance(self.source, np.ndarray):
+            if self.sample_rate is None:
+                raise ValueError("Example: an in-memory waveform source needs sample_rate=<Hz>.")
+            if self.source.ndim != 1:
+                raise ValueError(
+                    f"Example: an in-memory waveform must be 1-D [samples], got shape "
+                    f"{self.source.shape}."
+                )
+        elif not isinstance(self.source, str | HDF5Source):
+            raise TypeError(
+                "Example.source must be a path, a 1-D np.ndarray or an HDF5Source, got "
+                f"{type(self.source).__name__}."
+            )
+
+    @property
+    def name(self) -> str:
+        """A short display name: the file path, ``file[row]`` or the meta ``id``."""
+        if isinstance(self.source, str):
+            if self.offset or self.duration is not None:
+                end = "" if self.duration is None else f"{self.offset + self.duration:g}"
+                return f"{self.source}@{self.offset:g}-{end}s"
+            return self.source
+        if isinstance(self.source, HDF5Source):
+            return str(self.source)
+        return str(self.meta.get("id", f"<in-memory {self.source.shape[0]} samples>"))
+
+
+class DecodedSplit(NamedTuple):
+    """Result of :meth:`AudioDataset.decode`.
+
+    Attributes:
+        waveforms: float32 ``[N, samples]`` when ``clip_seconds`` was given, else a list of 1-D
+            arrays.
+        labels: int64 ``[N]`` (single-label) or float32 ``[N, num_classes]`` (multi-label).
+        examples: the ``N`` examples that decoded, in order.
+        skipped: ``[(name, reason), ...]`` for the examples that did not decode.
+    """
+
+    waveforms: np.ndarray | list[np.ndarray]
+    labels: np.ndarray
+    examples: list[Example]
+    skipped: list[tuple[str, str]]
+
+
+class _H5Pool:
+    """Keeps HDF5 files open while decoding many rows; closes them on exit."""
+
+    def __init__(self):
+        self._files: dict[str, Any] = {}
+
+    def get(self, path: str):
+        f = self._files.get(path)
+        if f is None:
+            import h5py
+
+            try:
+                f = h5py.File(path, "r")
+            except (OSError, FileNotFoundError) as err:
+                raise AudioDecodeError(path, f"cannot open the HDF5 file ({err})") from err
+            self._files[path] = f
+        return f
+
+    def close(self):
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _read_hdf5(src: HDF5Source, pool: _H5Pool) -> np.ndarray:
+    f = pool.get(src.path)
+    if src.dataset not in f:
+        raise AudioDecodeError(src.path, f"it has no dataset '{src.dataset}'")
+    dset = f[src.dataset]
+    if dset.ndim != 2 or not 0 <= src.index < dset.shape[0]:
+        raise AudioDecodeError(
+            str(src), f"row {src.index} is outside dataset '{src.dataset}' of shape {dset.shape}"
+        )
+    row = np.asarray(dset[src.index])
+    if np.issubdtype(row.dtype, np.integer):
+        scale = float(np.iinfo(row.dtype).max) + 1.0
+        return row.astype(np.float32) / scale
+    row = row.astype(np.float32)
+    if not np.all(np.isfinite(row)):
+        raise AudioDecodeError(str(src), "it contains NaN or infinite sample values")
+    return row
+
+
+@dataclass
+class AudioDataset:
+    """A labelled audio dataset with ``train`` / ``validation`` / ``test`` splits.
+
+    Returned by :func:`keras_quaternion.datasets.load`; nothing is decoded until you ask
+    (:meth:`waveform`, :meth:`decode`), except for in-memory (synthetic) data.
+
+    Attributes:
+        name: registry name (``"fsdd"``, ...).
+        class_names: one name per class index.
+        multi_label: ``True`` when labels are multi-hot vectors (AudioSet).
+        sample_rate_hint: the native sample rate of the recordings when uniform, else ``None``.
+        splits: ``{"train": [...], "validation": [...], "test": [...]}`` lists of :class:`Example`.
+        info: how the dataset was loaded: ``data_dir``, ``protocol`` (the split rule, in words),
+            ``options``.
+
+    Example:
+        >>> from keras_quaternion.datasets import load
+        >>> ds = load("synthetic", samples_per_class=10, sample_rate=8000)
+        >>> ds.num_classes, len(ds.splits["train"]), ds.counts()["test"]["tone"]
+        (10, 80, 1)
+        >>> batch = ds.decode("train", sample_rate=16000, clip_seconds=0.5, progress=False)
+        >>> batch.waveforms.shape, batch.labels.shape
+        ((80, 8000), (80,))
+    """
+
+    name: str
+    class_names: list[str]
+    multi_label: bool
+    sample_rate_hint: int | None
+    splits: dict[str, list[Example]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for split in SPLITS:
+            self.splits.setdefault(split, [])
+        unknown = set(self.splits) - set(SPLITS)
+        if unknown:
+            raise ValueError(
+                f"AudioDataset '{self.name}': unknown split names {sorted(unknown)}; allowed {SPLITS}."
+            )
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (``len(class_names)``)."""
+        return len(self.class_names)
+
+    def _split(self, split: str) -> list[Example]:
+        if split not in self.splits:
+            raise ValueError(
+                f"AudioDataset '{self.name}': unknown split {split!r}; choose one of {list(SPLITS)}."
+            )
+        return self.splits[split]
+
+    def labels(self, split: str) -> np.ndarray:
+        """Labels of a split: int64 ``[N]``, or float32 multi-hot ``[N, num_classes]``.
+
+        Raises:
+            ValueError: unknown split name.
+        """
+        return self._stack_labels(self._split(split))
+
+    def _stack_labels(self, examples: Sequence[Example]) -> np.ndarray:
+        if self.multi_label:
+            if not examples:
+                return np.zeros((0, self.num_classes), np.float32)
+            return np.stack([np.asarray(e.label, np.float32) for e in examples])
+        return np.asarray([int(e.label) for e in examples], dtype=np.int64)
+
+    def waveform(
+        self,
+        example: Example,
+        sample_rate: int,
+        clip_seconds: float | None = None,
+        *,
+        _pool: _H5Pool | None = None,
+    ) -> np.ndarray:
+        """Decode one example (file, in-memory array or HDF5 row) to mono float32.
+
+        Args:
+            example: an :class:`Example` of this dataset.
+            sample_rate: output rate in Hz (resampled with soxr when it differs).
+            clip_seconds: pad with zeros / crop from the start to this many seconds.
+
+        Returns:
+            float32 ``[samples]``.
+
+        Raises:
+            AudioDecodeError: the audio cannot be decoded (corrupt, empty, missing file ...).
+            ValueError: bad ``sample_rate`` / ``clip_seconds``.
+        """
+        src = example.source
+        if isinstance(src, str):
+            return load_audio(
+                src,
+                sample_rate=sample_rate,
+                clip_seconds=clip_seconds,
+                offset=example.offset,
+                duration=example.duration,
+            )
+        if isinstance(src, HDF5Source):
+            if _pool is None:
+                with _H5Pool() as pool:
+                    wave = _read_hdf5(src, pool)
+            else:
+                wave = _read_hdf5(src, _pool)
+            native = src.sample_rate
+        else:
+            wave = np.asarray(src, dtype=np.float32)
+            native = int(example.sample_rate)
+        wave = resample(wave, native, sample_rate)
+        if clip_seconds is not None:
+            if not clip_seconds > 0:
+                raise ValueError(f"clip_seconds must be > 0, got {clip_seconds!r}.")
+            wave = fit_length(wave, int(round(clip_seconds * sample_rate)))
+        return wave
+
+    def decode(
+        self,
+        split: str,
+        *,
+        sample_rate: int,
+        clip_seconds: float | None = None,
+        progress: bool = True,
+    ) -> DecodedSplit:
+        """Decode a whole split into memory, skipping (and reporting) undecodable audio.
+
+        Args:
+            split: ``"train"``, ``"validation"`` or ``"test"``.
+            sample_rate: output rate in Hz.
+            clip_seconds: when given, waveforms are padded/cropped and stacked into one array.
+            progress: show a tqdm progress bar.
+
+        Returns:
+            :class:`DecodedSplit` ``(waveforms, labels, examples, skipped)``.
+
+        Warns:
+            UserWarning: once, naming the skipped files (first ten), when some were skipped.
+
+        Raises:
+            ValueError: unknown split, bad ``sample_rate`` / ``clip_seconds``.
+        """
+        examples = self._split(split)
+        with _H5Pool() as pool:
+            arrays, kept, skipped = decode_many(
+                examples,
+                sample_rate=sample_rate,
+                clip_seconds=clip_seconds,
+                progress=progress,
+                decoder=lambda ex: self.waveform(ex, sample_rate, clip_seconds, _pool=pool),
+                desc=f"{self.name}/{split}",
+            )
+        kept_examples = [examples[i] for i in kept]
+        if clip_seconds is not None:
+            n = int(round(clip_seconds * sample_rate))
+            waves: np.ndarray | list[np.ndarray] = (
+                np.stack(arrays) if arrays else np.zeros((0, n), np.float32)
+            )
+        else:
+            waves = arrays
+        return DecodedSplit(waves, self._stack_labels(kept_examples), kept_examples, skipped)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Examples per class in each split: ``{split: {class_name: count}}``.
+
+        For multi-label data a clip counts once for each of its positive classes.
+        """
+        out: dict[str, dict[str, int]] = {}
+        for split in SPLITS:
+            c: Counter[int] = Counter()
+            for ex in self.splits[split]:
+                if self.multi_label:
+                    c.update(np.flatnonzero(np.asarray(ex.label) > 0).tolist())
+                else:
+                    c[int(ex.label)] += 1
+            out[split] = {name: c.get(i, 0) for i, name in enumerate(self.class_names)}
+        return out
+
+    def describe(self, max_classes: int = 60) -> str:
+        """A readable summary: protocol, sizes and a per-class count table.
+
+        Args:
+            max_classes: show at most this many class rows (AudioSet has 527).
+        """
+        counts = self.counts()
+        kind = "multi-label" if self.multi_label else "single-label"
+        rate = f"{self.sample_rate_hint} Hz" if self.sample_rate_hint else "mixed/unknown"
+        lines = [
+            f"{self.name}: {self.num_classes} classes ({kind}), native rate {rate}",
+        ]
+        if self.info.get("protocol"):
+            lines.append(f"split protocol: {self.info['protocol']}")
+        lines.append("examples: " + ", ".join(f"{s} {len(self.splits[s])}" for s in SPLITS))
+        width = max([len("class")] + [len(n) for n in self.class_names[:max_classes]])
+        lines.append(f"  {'class':<{width}}  " + "  ".join(f"{s:>10}" for s in SPLITS))
+        for i, cname in enumerate(self.class_names):
+            if i == max_classes:
+                lines.append(f"  ... and {self.num_classes - max_classes} more classes")
+                break
+            lines.append(
+                f"  {cname:<{width}}  " + "  ".join(f"{counts[s][cname]:>10}" for s in SPLITS)
+            )
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{s}={len(self.splits[s])}" for s in SPLITS)
+        return (
+            f"AudioDataset(name={self.name!r}, num_classes={self.num_classes}, "
+            f"multi_label={self.multi_label}, {sizes})"
+        )
+
+
+def _default_stratify(
+    examples: Sequence[Example], fraction: float
+) -> Callable[[Example], Hashable]:
+    """Single-label: the label. Multi-hot: the example's rarest positive class among classes
+    common enough to give at least one held-out example (``>= 1/fraction`` examples); clips with
+    only rarer classes share one pool stratum (-1)."""
+    if not any(isinstance(ex.label, np.ndarray) for ex in examples):
+        return lambda ex: int(ex.label)
+    freq = np.sum([np.asarray(ex.label) > 0 for ex in examples], axis=0)
+    usable = freq >= int(np.ceil(1.0 / fraction - 1e-9))
+
+    def rarest(ex: Example) -> Hashable:
+        pos = np.flatnonzero((np.asarray(ex.label) > 0) & usable)
+        return int(pos[np.argmin(freq[pos])]) if pos.size else -1
+
+    return rarest
+
+
+def stratified_holdout(
+    examples: Sequence[Example],
+    fraction: float,
+    *,
+    seed: int,
+    stratify: Callable[[Example], Hashable] | None = None,
+    group: Callable[[Example], Hashable] | None = None,
+) -> tuple[list[Example], list[Example]]:
+    """Deterministically hold out about ``fraction`` of ``examples``, stratified by class.
+
+    Per class (stratum) the held-out count follows the class's share (largest remainder), and a
+    class never loses all its examples. With ``group`` (e.g. speaker, source recording), whole
+    groups move together so the two parts share no group; each group counts for its majority
+    class, and the fraction is then approximate.
+
+    Args:
+        examples: the examples to split (order is irrelevant to the result's membership).
+        fraction: share to hold out, 0 < fraction < 1.
+        seed: random seed; the same seed gives the same split.
+        stratify: ``key(example)`` defining the strata; default the label (for multi-hot labels,
+            the example's rarest positive class among those with >= 1/fraction examples).
+        group: ``key(example)`` of groups that must not be separated; default none.
+
+    Returns:
+        ``(kept, held)``, both in the input order.
+
+    Raises:
+        ValueError: ``fraction`` not in (0, 1).
+
+    Example:
+        >>> exs = [Example(f"{i}.wav", i % 2, {"speaker": i // 4}) for i in range(40)]
+        >>> kept, held = stratified_holdout(exs, 0.2, seed=0, group=lambda e: e.meta["speaker"])
+        >>> len(held), sorted({e.meta["speaker"] for e in held})
+        (8, [4, 6])
+    """
+    if not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"stratified_holdout: fraction must be in (0, 1), got {fraction!r}.")
+    stratify = stratify or _default_stratify(examples, float(fraction))
+    n = len(examples)
+    if n < 2:
+        return list(examples), []
+
+    # groups -> member indices; each group gets its majority stratum
+    members: dict[Hashable, list[int]] = defaultdict(list)
+    for i, ex in enumerate(examples):
+        members[("g", group(ex)) if group else ("i", i)].append(i)
+    strata: dict[Hashable, list[Hashable]] = defaultdict(list)
+    for gkey, idx in members.items():
+        votes = Counter(stratify(examples[i]) for i in idx)
+        top = max(votes.values())
+        stratum = min((k for k, v in votes.items() if v == top), key=repr)
+        strata[stratum].append(gkey)
+
+    # target held-out examples per stratum: largest remainder on round(fraction * n)
+    total = max(1, int(round(fraction * n)))
+    sizes = {s: sum(len(members[g]) for g in gs) for s, gs in strata.items()}
+    exact = {s: fraction * sizes[s] for s in strata}
+    target = {s: int(np.floor(exact[s])) for s in strata}
+    rng = np.random.default_rng(seed)
+    keys = sorted(strata, key=repr)
+    tie = dict(zip(keys, rng.permutation(len(keys)).tolist()))  # seeded tie-break
+    order = sorted(keys, key=lambda s: (-round(exact[s] - target[s], 9), tie[s]))
+    for s in order[: max(0, total - sum(target.values()))]:
+        target[s] += 1
+
+    held_idx: set[int] = set()
+    for s in sorted(strata, key=repr):
+        gkeys = sorted(strata[s], key=repr)
+        if len(gkeys) < 2:
+            continue  # never hold out a whole stratum
+        perm = rng.permutation(len(gkeys))
+        got = 0
+        taken = 0
+        for p in perm:
+            if got >= target[s] or taken == len(gkeys) - 1:
+                break
+            size = len(members[gkeys[p]])
+            if got + size > target[s] and (got + size - target[s]) > (target[s] - got):
+                continue  # this group would overshoot more than it helps
+            held_idx.update(members[gkeys[p]])
+            got += size
+            taken += 1
+    kept = [ex for i, ex in enumerate(examples) if i not in held_idx]
+    held = [ex for i, ex in enumerate(examples) if i in held_idx]
+    return kept, held
+
+
+def require_dir(dataset: str, data_dir: str | os.PathLike | None, layout: str) -> Path:
+    """Resolve ``data_dir`` or raise :class:`DatasetLayoutError` (None / missing / not a folder)."""
+    if data_dir is None:
+        raise DatasetLayoutError(
+            dataset, None, "this dataset needs data_dir (--data-dir) pointing at its files", layout
+        )
+    path = Path(data_dir).expanduser()
+    if not path.exists():
+        raise DatasetLayoutError(dataset, path, "the folder does not exist", layout)
+    if not path.is_dir():
+        raise DatasetLayoutError(dataset, path, "data_dir is a file, not a folder", layout)
+    return path.resolve()
+
+
+#: File extensions treated as audio when scanning folders.
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".m4a", ".wave"}
+)
+
+
+def list_audio(folder: Path, recursive: bool = True) -> list[Path]:
+    """Sorted audio files under ``folder`` (by extension, case-insensitive; hidden files skipped)."""
+    it = folder.rglob("*") if recursive else folder.iterdir()
+    files = [
+        p
+        for p in it
+        if p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+    ]
+    return sorted(files)
+
+
+def check_choice(dataset: str, option: str, value: Any, allowed: Sequence[Any]) -> Any:
+    """Raise ``ValueError`` naming the option unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ValueError(
+            f"Dataset '{dataset}': option {option}={value!r} is not allowed; choose one of "
+            f"{list(allowed)}."
+        )
+    return value
+
+
+def check_int(dataset: str, option: str, value: Any, lo: int, hi: int | None = None) -> int:
+    """Raise ``ValueError`` naming the option unless ``value`` is an int in ``[lo, hi]``."""
+    rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(
+            f"Dataset '{dataset}': option {option} must be an integer in {rng}, got {value!r}."
+        )
+    if value < lo or (hi is not None and value > hi):
+        raise ValueError(f"Dataset '{dataset}': option {option}={value} is out of range {rng}.")
+    return int(value)
+
+
+def check_fraction(dataset: str, option: str, value: Any, *, allow_zero: bool = False) -> float:
+    """Raise ``ValueError`` naming the option unless ``value`` is in (0, 1) (or [0, 1))."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    ok = (0.0 <= v < 1.0) if allow_zero else (0.0 < v < 1.0)
+    if not ok:
+        rng = "[0, 1)" if allow_zero else "(0, 1)"
+        raise ValueError(
+            f"Dataset '{dataset}': option {option} must be a fraction in {rng}, got {value!r}."
+        )
+    return v
+
+
+def read_csv_rows(
+    dataset: str, path: Path, required: Sequence[str], layout: str, *, comment: str | None = None
+) -> list[dict[str, str]]:
+    """Read a CSV with a header into dicts, checking that ``required`` columns exist."""
+    import csv
+
+    if not path.is_file():
+        raise DatasetLayoutError(
+            dataset, path.parent, f"the metadata file '{path.name}' is missing", layout
+        )
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        lines = (ln for ln in f if not (comment and ln.startswith(comment)))
+        reader = csv.DictReader(lines, skipinitialspace=True)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise DatasetLayoutError(
+                dataset,
+                path.parent,
+                f"'{path.name}' lacks the column(s) {missing}; it has {columns}",
+                layout,
+            )
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    return rows

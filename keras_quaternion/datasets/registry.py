@@ -1,0 +1,141 @@
+"""Dataset registry: ``names()``, ``load(name, data_dir, **options)``, ``register``."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from keras_quaternion.datasets.base import AudioDataset
+
+__all__ = ["DatasetSpec", "expected_layout", "load", "names", "register", "spec"]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset loader.
+
+    Attributes:
+        name: registry name.
+        loader: ``loader(data_dir, **options) -> AudioDataset``; options are keyword-only.
+        description: one line.
+        layout: the expected on-disk tree (empty for generated data).
+        needs_data_dir: ``False`` for generated datasets (``synthetic``).
+    """
+
+    name: str
+    loader: Callable[..., AudioDataset]
+    description: str
+    layout: str
+    needs_data_dir: bool = True
+
+    @property
+    def options(self) -> dict[str, object]:
+        """The loader's options and their defaults."""
+        sig = inspect.signature(self.loader)
+        return {
+            p.name: p.default
+            for p in sig.parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+
+
+def register(name: str, *, description: str, layout: str = "", needs_data_dir: bool = True):
+    """Decorator registering ``loader(data_dir, *, option=default, ...) -> AudioDataset``.
+
+    Args:
+        name: registry name (lower case, no spaces).
+        description: one line shown by tools.
+        layout: the expected folder tree (shown in :class:`DatasetLayoutError` messages and docs).
+        needs_data_dir: whether the loader reads files.
+
+    Raises:
+        ValueError: ``name`` already registered, or not a lower-case identifier.
+
+    Example:
+        >>> @register("mine", description="My clips", layout="mine/\\n  a/ b/")  # doctest: +SKIP
+        ... def load_mine(data_dir, *, seed=0):
+        ...     ...
+    """
+    if not name or name != name.lower() or not name.replace("_", "").isalnum():
+        raise ValueError(f"register: dataset name must be a lower-case identifier, got {name!r}.")
+
+    def deco(loader: Callable[..., AudioDataset]) -> Callable[..., AudioDataset]:
+        if name in _REGISTRY:
+            raise ValueError(f"register: a dataset named {name!r} is already registered.")
+        _REGISTRY[name] = DatasetSpec(name, loader, description, layout, needs_data_dir)
+        return loader
+
+    return deco
+
+
+def names() -> list[str]:
+    """Sorted names of all registered datasets.
+
+    Example:
+        >>> "synthetic" in names()
+        True
+    """
+    return sorted(_REGISTRY)
+
+
+def spec(name: str) -> DatasetSpec:
+    """The :class:`DatasetSpec` of a dataset.
+
+    Raises:
+        ValueError: unknown name (the message lists the known names).
+    """
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"Unknown dataset {name!r}; known datasets: {', '.join(names())}.")
+    return _REGISTRY[name]
+
+
+def expected_layout(name: str) -> str:
+    """The expected on-disk layout tree of a dataset (empty for generated ones).
+
+    Raises:
+        ValueError: unknown name.
+    """
+    return spec(name).layout
+
+
+def load(name: str, data_dir: str | os.PathLike | None = None, **options) -> AudioDataset:
+    """Load a dataset by name.
+
+    Args:
+        name: one of :func:`names` (``"synthetic"``, ``"fsdd"``, ``"esc50"``, ...).
+        data_dir: the dataset's top folder (see ``docs/datasets.md`` for each layout); not used
+            by ``synthetic``.
+        **options: loader options (``fold=``, ``seed=``, ``split=`` ...; see each loader).
+
+    Returns:
+        :class:`AudioDataset` with ``train`` / ``validation`` / ``test`` splits.
+
+    Raises:
+        ValueError: unknown dataset name, unknown option, or a bad option value (each message
+            names the option and what is allowed).
+        DatasetLayoutError: ``data_dir`` missing, not a folder, or not laid out as expected.
+
+    Example:
+        >>> ds = load("synthetic", samples_per_class=20, seed=1)
+        >>> ds.num_classes
+        10
+    """
+    s = spec(name)
+    allowed = s.options
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        listed = ", ".join(f"{k}={v!r}" for k, v in allowed.items()) or "none"
+        raise ValueError(
+            f"Dataset '{name}': unknown option(s) {unknown}; allowed options (defaults): {listed}."
+        )
+    if not s.needs_data_dir and data_dir is not None:
+        raise ValueError(
+            f"Dataset '{name}' is generated in code and takes no data_dir (got {str(data_dir)!r}); "
+            "leave data_dir unset."
+        )
+    return s.loader(data_dir, **options)
