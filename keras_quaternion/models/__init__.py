@@ -1,0 +1,20 @@
+"""Model registry: PANNs' CNN6/10/14 and ResNet22/38, their quaternion twins, and MC-CNN14.
+
+>>> from keras_quaternion import models
+>>> model = models.build("qcnn6", classes=10, n_mels=32, width=0.125)
+>>> model.output_shape
+(None, 10)
+
+See :func:`build`, :func:`names`, :func:`describe` and ``docs/models.md``.
+"""
+
+from keras_quaternion.models.registry import (
+    DEFAULT_DROPOUT,
+    SPECS,
+    ModelSpec,
+    build,
+    describe,
+    names,
+)
+
+__all__ = ["DEFAULT_DROPOUT", "SPECS", "ModelSpec", "build", "describe", "names"]
