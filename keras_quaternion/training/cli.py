@@ -1,0 +1,560 @@
+"""``kq-train`` and ``kq-eval`` (also ``kq train`` / ``kq eval``).
+
+``kq-train`` with no arguments trains a small quaternion CNN (``qcnn6`` at width 0.25) on the
+generated ``synthetic`` dataset in a few minutes on a laptop CPU. See ``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = [
+    "DEFAULT_DROPOUT",
+    "DEFAULT_MODEL",
+    "DEFAULT_WIDTH",
+    "eval_command",
+    "parse_options",
+    "train_command",
+]
+
+#: The model ``kq-train`` trains when ``--model`` is not given, its width and dropout rate
+#: (registry models named with ``--model`` keep width 1.0 and PANNs' dropout unless told).
+DEFAULT_MODEL = "qcnn6"
+DEFAULT_WIDTH = 0.25
+DEFAULT_DROPOUT = 0.1
+#: Epochs when ``--epochs`` is not given.
+DEFAULT_EPOCHS = 20
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    low = text.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if "," in text:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def parse_options(pairs, fold=None, split=None) -> dict:
+    """Turn ``--option key=value`` pairs (plus ``--fold`` / ``--split``) into loader options.
+
+    Values are parsed as JSON when possible (``3``, ``0.1``, ``true``, ``["a","b"]``), else
+    ``a,b`` becomes a list of strings and anything else stays a string.
+
+    Raises:
+        click.BadParameter: a pair without ``=`` or with an empty key.
+
+    Example:
+        >>> parse_options(["validation_fraction=0.2", "test_speakers=theo,jackson"], fold=2)
+        {'validation_fraction': 0.2, 'test_speakers': ['theo', 'jackson'], 'fold': 2}
+    """
+    options = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise click.BadParameter(
+                f"{pair!r} is not key=value (e.g. --option validation_fraction=0.2).",
+                param_hint="--option",
+            )
+        options[key] = _parse_value(value.strip())
+    if fold is not None:
+        options["fold"] = fold
+    if split is not None:
+        options["split"] = split
+    return options
+
+
+def check_dataset_name(name: str) -> None:
+    """Raise a usage error naming the known datasets when ``name`` is not one of them.
+
+    Shared by every command that takes ``--dataset`` (kq-train, kq-eval, kq-prune, kq-export).
+
+    Raises:
+        click.UsageError: ``name`` is not in ``keras_quaternion.datasets.names()``.
+
+    Example:
+        >>> check_dataset_name("synthetic")  # known: returns None
+    """
+    from keras_quaternion import datasets
+
+    if name not in datasets.names():
+        raise click.UsageError(
+            f"Unknown dataset {name!r}; known datasets: {', '.join(datasets.names())}."
+        )
+
+
+def prepare_dataset(
+    dataset,
+    data_dir,
+    sample_rate,
+    clip_seconds,
+    n_mels,
+    seed,
+    cache_dir,
+    options,
+    feature_config=None,
+    progress=True,
+):
+    """:func:`keras_quaternion.training.pipeline.prepare` for a command line.
+
+    Layout and argument errors become ``click.ClickException`` (a one-line message and exit
+    status 1, no traceback). The arguments are those of ``prepare``; ``options`` are the
+    loader options from :func:`parse_options`.
+
+    Raises:
+        click.ClickException: the dataset folder is missing or not in the dataset's layout,
+            or an argument is invalid.
+    """
+    from keras_quaternion.datasets import DatasetLayoutError
+    from keras_quaternion.training.pipeline import prepare
+
+    try:
+        return prepare(
+            dataset,
+            data_dir,
+            sample_rate=sample_rate,
+            clip_seconds=clip_seconds,
+            n_mels=n_mels,
+            seed=seed,
+            cache_dir=cache_dir,
+            dataset_options=options,
+            feature_config=feature_config,
+            progress=progress,
+        )
+    except DatasetLayoutError as err:
+        raise click.ClickException(str(err)) from None
+    except (ValueError, TypeError) as err:
+        raise click.ClickException(f"Cannot prepare dataset '{dataset}': {err}") from None
+
+
+def dataset_cli_options(func):
+    """Options shared by kq-train and kq-eval that choose and featurize a dataset."""
+    decorators = [
+        click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="The dataset's folder (see docs/datasets.md).",
+        ),
+        click.option(
+            "--sample-rate",
+            type=click.IntRange(1000, 768000),
+            default=None,
+            help="Resample audio to this rate (Hz). Default: per dataset.",
+        ),
+        click.option(
+            "--clip-seconds",
+            type=click.FloatRange(0, 600, min_open=True),
+            default=None,
+            help="Pad/crop every clip to this length. Default: per dataset.",
+        ),
+        click.option(
+            "--n-mels",
+            type=click.IntRange(8, 512),
+            default=None,
+            help="Mel bands of the features (default 64).",
+        ),
+        click.option(
+            "--fold",
+            type=click.IntRange(1, 100),
+            default=None,
+            help="Test fold (esc50, urbansound8k).",
+        ),
+        click.option(
+            "--split",
+            "split_protocol",
+            default=None,
+            help="Split protocol option of the dataset (e.g. fsdd: takes|speaker).",
+        ),
+        click.option(
+            "--option",
+            "options",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Any loader option, repeatable (e.g. --option validation_fraction=0.2).",
+        ),
+        click.option(
+            "--cache-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Feature cache folder (default $KQ_CACHE_DIR or ~/.cache/keras_quaternion).",
+        ),
+    ]
+    for deco in reversed(decorators):
+        func = deco(func)
+    return func
+
+
+# ----------------------------------------------------------------------------------- train
+
+
+@click.command(name="train", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--dataset",
+    default="synthetic",
+    show_default=True,
+    help="Dataset name (kq-train --dataset list shows them).",
+)
+@click.option(
+    "--model",
+    default=None,
+    help=f"Registry model name (default {DEFAULT_MODEL} at width {DEFAULT_WIDTH}).",
+)
+@click.option(
+    "--width",
+    type=click.FloatRange(0, 4, min_open=True),
+    default=None,
+    help=f"Width multiplier (default 1.0, or {DEFAULT_WIDTH} for the default model).",
+)
+@click.option(
+    "--dropout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help=f"One dropout rate for every Dropout layer (default PANNs' 0.2/0.1/0.5, or "
+    f"{DEFAULT_DROPOUT} for the default model).",
+)
+@click.option(
+    "--bn",
+    type=click.Choice(["real", "quaternion", "whiten"]),
+    default=None,
+    help="Normalisation after each quaternion convolution (default real).",
+)
+@click.option("--epochs", type=click.IntRange(1, 100000), default=DEFAULT_EPOCHS, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 65536),
+    default=32,
+    show_default=True,
+    help="Global batch size (split across replicas).",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(0, 10, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Adam learning rate.",
+)
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (default runs/<dataset>-<model>).",
+)
+@click.option(
+    "--teacher",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A trained .keras model to distil from (same input as the student).",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(0, None, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Distillation temperature (with --teacher).",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Weight of the task loss in distillation (with --teacher).",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(["default", "mirrored", "multiworker"]),
+    default="default",
+    show_default=True,
+    help="tf.distribute strategy (multiworker reads TF_CONFIG).",
+)
+@click.option("--spec-augment", is_flag=True, help="SpecAugment-style time/frequency masking.")
+@click.option(
+    "--mixup",
+    type=click.FloatRange(0, None),
+    default=0.0,
+    show_default=True,
+    help="Mixup Beta alpha (0 = off).",
+)
+@click.option(
+    "--restart", is_flag=True, help="Discard the checkpoint in --out and train from scratch."
+)
+@click.option("--quiet", "-q", is_flag=True, help="Only print the final summary.")
+@dataset_cli_options
+def train_command(
+    dataset,
+    model,
+    width,
+    dropout,
+    bn,
+    epochs,
+    batch_size,
+    lr,
+    seed,
+    out_dir,
+    teacher,
+    temperature,
+    alpha,
+    strategy,
+    spec_augment,
+    mixup,
+    restart,
+    quiet,
+    data_dir,
+    sample_rate,
+    clip_seconds,
+    n_mels,
+    fold,
+    split_protocol,
+    options,
+    cache_dir,
+):
+    """Train a model on a dataset; rerun the same command to resume after an interruption.
+
+    Writes model.keras (best on validation), metrics.json, history.csv, training_curves.png,
+    confusion_matrix.png and TensorBoard logs (tb/) to --out. With no arguments: qcnn6 at width
+    0.25 on the generated 'synthetic' dataset.
+    """
+    if dataset == "list":
+        from keras_quaternion import datasets
+
+        for name in datasets.names():
+            click.echo(f"{name:16s} {datasets.spec(name).description}")
+        return
+    check_dataset_name(dataset)
+    from keras_quaternion import models
+
+    if model is None:
+        model = DEFAULT_MODEL
+        width = DEFAULT_WIDTH if width is None else width
+        dropout = DEFAULT_DROPOUT if dropout is None else dropout
+    elif model not in models.names():
+        raise click.UsageError(
+            f"Unknown model {model!r}; known models: {', '.join(models.names())}."
+        )
+    width = 1.0 if width is None else width
+    model_options = {}
+    if dropout is not None:
+        model_options["dropout"] = dropout
+    if bn is not None:
+        model_options["bn"] = bn
+    if teacher is not None:
+        if not teacher.is_file():
+            raise click.BadParameter(f"'{teacher}' does not exist.", param_hint="--teacher")
+        if teacher.suffix != ".keras":
+            raise click.BadParameter(
+                f"'{teacher}' is not a .keras model file.", param_hint="--teacher"
+            )
+    dataset_options = parse_options(options, fold, split_protocol)
+    out_dir = out_dir or Path("runs") / f"{dataset}-{model}"
+
+    from keras_quaternion.training.loop import is_chief, make_strategy, train
+
+    try:  # before any TensorFlow operation (multi-worker collectives are set up at start)
+        strat = make_strategy(strategy)
+    except (ValueError, RuntimeError) as err:
+        raise click.ClickException(str(err)) from None
+    prepared = prepare_dataset(
+        dataset,
+        data_dir,
+        sample_rate,
+        clip_seconds,
+        n_mels or 64,
+        seed,
+        cache_dir,
+        dataset_options,
+        progress=not quiet,
+    )
+    try:
+        result = train(
+            model,
+            prepared,
+            out_dir=out_dir,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            width=width,
+            model_options=model_options,
+            seed=seed,
+            teacher=teacher,
+            temperature=temperature,
+            alpha=alpha,
+            strategy=strat,
+            resume=not restart,
+            spec_augment=spec_augment,
+            mixup=mixup,
+            verbose=0 if quiet else 1,
+        )
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    test = result.get("test", {})
+    name = "mAP" if "mAP" in test else "accuracy"
+    value = test.get(name)
+    shown = "n/a (empty test split)" if value is None else f"{value:.4f}"
+    macs = result.get("macs")
+    macs_text = "" if macs is None else f", {macs / 1e6:.1f} M MACs/clip"
+    role = "" if is_chief(strat) else " [non-chief worker: files written by the chief]"
+    click.echo(
+        f"Test {name} {shown} | {result['model']} ({result['params']:,} params{macs_text}) | "
+        f"{result['dataset']} | {result['epochs']} epochs, {result['seconds']:.0f} s training | "
+        f"out: {out_dir}{role}"
+    )
+
+
+# ------------------------------------------------------------------------------------ eval
+
+
+def run_info(model_path: Path) -> dict:
+    """The ``metrics.json`` written next to ``model_path`` by kq-train, or ``{}`` if none.
+
+    Commands that read a trained model use it to default the dataset, features and options to
+    those the model was trained with.
+
+    Example:
+        >>> run_info(Path("no-such-run/model.keras"))
+        {}
+    """
+    info_path = model_path.parent / "metrics.json"
+    if info_path.is_file():
+        try:
+            return json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+    return {}
+
+
+@click.command(name="eval", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--dataset", default=None, help="Dataset name (default: the one in metrics.json next to MODEL)."
+)
+@click.option(
+    "--subset",
+    type=click.Choice(["test", "validation", "train"]),
+    default="test",
+    show_default=True,
+    help="Which split to score.",
+)
+@click.option("--batch-size", type=click.IntRange(1, 65536), default=64, show_default=True)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**31 - 1),
+    default=None,
+    help="Dataset seed (validation carve); default: the training run's.",
+)
+@dataset_cli_options
+def eval_command(
+    model_path,
+    dataset,
+    subset,
+    batch_size,
+    seed,
+    data_dir,
+    sample_rate,
+    clip_seconds,
+    n_mels,
+    fold,
+    split_protocol,
+    options,
+    cache_dir,
+):
+    """Score a saved .keras or .tflite MODEL on a dataset split; prints the metrics as JSON.
+
+    The feature settings (sample rate, clip length, mel bands, dataset options) default to
+    those recorded in the metrics.json next to MODEL (written by kq-train), so
+    `kq-eval runs/x/model.keras --data-dir DIR` scores a run on the data it was trained on.
+    """
+    if not model_path.is_file():
+        raise click.BadParameter(f"'{model_path}' does not exist.", param_hint="MODEL")
+    suffix = model_path.suffix.lower()
+    if suffix not in (".keras", ".tflite"):
+        raise click.BadParameter(
+            f"'{model_path}' is neither a .keras nor a .tflite file.", param_hint="MODEL"
+        )
+    run = run_info(model_path)
+    dataset = dataset or run.get("dataset")
+    if not dataset:
+        raise click.UsageError(
+            f"--dataset is required: there is no metrics.json next to '{model_path}' to read it "
+            "from."
+        )
+    check_dataset_name(dataset)
+    same_data = run.get("dataset") == dataset
+    explicit = parse_options(options, fold, split_protocol)
+    if same_data:  # the training run's loader options, overridden by the command line
+        dataset_options = {**(run.get("dataset_options") or {}), **explicit}
+    else:
+        dataset_options = explicit
+    if seed is not None:
+        dataset_options["seed"] = seed
+    feature_config = None
+    if same_data and run.get("feature_config") and sample_rate is None and n_mels is None:
+        from keras_quaternion.features import FeatureConfig
+
+        feature_config = FeatureConfig.from_dict(run["feature_config"])
+        if clip_seconds is None:
+            clip_seconds = run.get("clip_seconds")
+    from keras_quaternion.training.loop import evaluate, load_model
+
+    if suffix == ".keras":
+        try:
+            model = load_model(model_path)
+        except (ValueError, FileNotFoundError) as err:
+            raise click.ClickException(str(err)) from None
+        if n_mels is None and feature_config is None:
+            shape = model.input_shape
+            n_mels = shape[2] if isinstance(shape, tuple) and len(shape) == 4 else None
+    prepared = prepare_dataset(
+        dataset,
+        data_dir,
+        sample_rate,
+        clip_seconds,
+        n_mels or 64,
+        dataset_options.get("seed", 0),
+        cache_dir,
+        dataset_options,
+        feature_config=feature_config,
+        progress=sys.stderr.isatty(),
+    )
+    try:
+        if suffix == ".keras":
+            result = evaluate(model, prepared, subset, batch_size=batch_size)
+        else:
+            try:
+                from keras_quaternion.export import evaluate_tflite
+            except ImportError as err:
+                raise click.ClickException(
+                    "Scoring a .tflite model needs keras_quaternion.export.evaluate_tflite, "
+                    f"which is not available ({err})."
+                ) from None
+            result = {"dataset": prepared.dataset, "split": subset}
+            result.update(evaluate_tflite(model_path, prepared, split=subset))
+    except (ValueError, TypeError) as err:
+        raise click.ClickException(str(err)) from None
+    result = {"model": str(model_path), **result}
+    click.echo(json.dumps({k: _finite(v) for k, v in result.items()}, indent=1))
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    train_command()

@@ -1,0 +1,898 @@
+"""Cached feature pipeline: dataset -> quaternion features on disk -> ``tf.data``.
+
+:func:`prepare` decodes every split of a dataset once, computes the 4-component quaternion features
+``[frames, mels, 4]`` = (log-mel, Δ, Δ², Δ³) of every clip once and stores them as ``.npy`` files
+in a cache folder keyed by everything that determines them (dataset, its options and files, sample
+rate, clip length, feature configuration). Later runs memory-map the cached arrays instead of
+decoding audio again. :meth:`PreparedData.tf_dataset` turns a split into a shuffled, batched,
+prefetched ``tf.data.Dataset`` with optional SpecAugment-style masking and mixup; real models
+(input channels 1) get the log-mel component alone.
+
+Cache layout (``cache_dir`` defaults to ``$KQ_CACHE_DIR`` or ``~/.cache/keras_quaternion``)::
+
+    <cache_dir>/features/<dataset>/<key>/
+        manifest.json                 # written last: its presence marks a complete cache
+        train_features.npy            # float32 [N, frames, mels, 4]
+        train_labels.npy              # int64 [N] or float32 multi-hot [N, classes]
+        validation_*.npy, test_*.npy
+
+Every file is written to a temporary name in the same folder and moved into place with
+``os.replace``, so an interrupted run never leaves a half-written cache behind, and concurrent
+processes (e.g. the workers of a multi-worker job on one machine) can share a cache folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_quaternion.features import FeatureConfig
+from keras_quaternion.files import atomic_path, atomic_write
+
+__all__ = [
+    "CACHE_ENV",
+    "DATASET_DEFAULTS",
+    "PreparedData",
+    "dataset_defaults",
+    "default_cache_dir",
+    "feature_config_for",
+    "prepare",
+]
+
+#: Environment variable overriding the default cache folder.
+CACHE_ENV = "KQ_CACHE_DIR"
+
+#: Bump when the cache's content or layout changes for the same inputs.
+PIPELINE_VERSION = 1
+
+#: Default ``(sample_rate, clip_seconds)`` per dataset; ``None`` clip = measured from the data.
+DATASET_DEFAULTS: dict[str, tuple[int, float | None]] = {
+    "synthetic": (16000, 1.0),
+    "fsdd": (8000, 1.0),
+    "speech_commands": (16000, 1.0),
+    "esc50": (32000, 5.0),
+    "gtzan": (32000, 30.0),
+    "urbansound8k": (32000, 4.0),
+    "ravdess": (32000, 4.0),
+    "audioset": (32000, 10.0),
+    "folder": (16000, None),
+    "csv": (16000, None),
+}
+
+#: Longest clip chosen automatically when a dataset has no default clip length (seconds).
+MAX_AUTO_CLIP_SECONDS = 30.0
+
+SPLITS = ("train", "validation", "test")
+
+
+def default_cache_dir() -> Path:
+    """The feature cache folder: ``$KQ_CACHE_DIR`` if set, else ``~/.cache/keras_quaternion``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.cache/keras_quaternion").expanduser()
+
+
+def dataset_defaults(name: str) -> tuple[int, float | None]:
+    """Default ``(sample_rate, clip_seconds)`` of a dataset.
+
+    Known datasets use :data:`DATASET_DEFAULTS` (synthetic 16 kHz 1 s, fsdd 8 kHz 1 s,
+    speech_commands 16 kHz 1 s, esc50 / gtzan / urbansound8k / ravdess 32 kHz at their native
+    clip length 5 / 30 / 4 / 4 s, audioset 32 kHz 10 s). Others (``folder``, ``csv``, registered
+    loaders) default to 16 kHz with ``clip_seconds=None``: :func:`prepare` then uses the longest
+    clip of the dataset (at most 30 s).
+
+    Example:
+        >>> dataset_defaults("fsdd")
+        (8000, 1.0)
+    """
+    return DATASET_DEFAULTS.get(name, (16000, None))
+
+
+def feature_config_for(sample_rate: int, n_mels: int = 64) -> FeatureConfig:
+    """The default quaternion feature configuration for a sample rate.
+
+    A 32 ms window rounded to the nearest power of two (``n_fft``), a 10 ms hop, ``fmin = 50`` Hz
+    and ``fmax = min(14000, sample_rate / 2)``. At 32 kHz this is exactly PANNs' front end
+    (``n_fft=1024, hop_length=320, fmin=50, fmax=14000``).
+
+    Args:
+        sample_rate: Hz, an integer in 1000..768000.
+        n_mels: mel bands (>= 1).
+
+    Returns:
+        :class:`keras_quaternion.features.FeatureConfig`.
+
+    Raises:
+        ValueError: ``sample_rate`` or ``n_mels`` is not a positive integer in range.
+
+    Example:
+        >>> feature_config_for(32000) == FeatureConfig()
+        True
+        >>> cfg = feature_config_for(8000)
+        >>> cfg.n_fft, cfg.hop_length, cfg.fmax
+        (256, 80, 4000.0)
+    """
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer):
+        raise ValueError(f"sample_rate must be an integer number of Hz, got {sample_rate!r}.")
+    if not 1000 <= int(sample_rate) <= 768_000:
+        raise ValueError(f"sample_rate must be in 1000..768000 Hz, got {sample_rate}.")
+    if isinstance(n_mels, bool) or not isinstance(n_mels, int | np.integer) or n_mels < 1:
+        raise ValueError(f"n_mels must be a positive integer, got {n_mels!r}.")
+    sr = int(sample_rate)
+    n_fft = 2 ** int(round(math.log2(0.032 * sr)))
+    hop = max(1, int(round(0.010 * sr)))
+    return FeatureConfig(
+        sample_rate=sr,
+        n_fft=n_fft,
+        hop_length=hop,
+        n_mels=int(n_mels),
+        fmin=50.0,
+        fmax=float(min(14000.0, sr / 2)),
+    )
+
+
+# --------------------------------------------------------------------------- PreparedData
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """Quaternion features and labels of every split, ready for training.
+
+    Created by :func:`prepare` (from the on-disk cache, memory-mapped) or
+    :meth:`from_arrays` (in-memory arrays, e.g. in tests).
+
+    Attributes:
+        dataset: dataset name.
+        class_names: one name per class.
+        multi_label: labels are multi-hot (scored by mAP) instead of class indices (accuracy).
+        feature_config: the :class:`~keras_quaternion.features.FeatureConfig` used.
+        clip_seconds: clip length every example was padded/cropped to.
+        features: ``{split: float32 [N, frames, mels, 4]}`` (memory-mapped when cached).
+        labels: ``{split: int64 [N]}`` or ``{split: float32 [N, classes]}``.
+        cache_path: the cache folder, or ``None`` for in-memory data.
+        info: provenance: ``options``, ``data_dir``, ``protocol``, ``skipped`` files per split.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.zeros((6, 20, 16, 4), "float32")
+        >>> data = PreparedData.from_arrays(
+        ...     {"train": (x, np.arange(6) % 2), "validation": (x[:2], [0, 1]),
+        ...      "test": (x[:2], [1, 0])}, class_names=["a", "b"])
+        >>> data.frames, data.n_mels, data.num_classes, data.input_shape(channels=1)
+        (20, 16, 2, (20, 16, 1))
+        >>> xb, yb = next(iter(data.tf_dataset("train", batch_size=4, channels=1)))
+        >>> tuple(xb.shape), tuple(yb.shape)
+        ((4, 20, 16, 1), (4,))
+    """
+
+    dataset: str
+    class_names: list[str]
+    multi_label: bool
+    feature_config: FeatureConfig
+    clip_seconds: float
+    features: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    cache_path: Path | None = None
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        for split in SPLITS:
+            if split not in self.features or split not in self.labels:
+                raise ValueError(
+                    f"PreparedData '{self.dataset}': split {split!r} is missing; features and "
+                    f"labels need all of {SPLITS} (a split may be empty)."
+                )
+        shapes = {s: tuple(self.features[s].shape[1:]) for s in SPLITS if len(self.features[s])}
+        if len(set(shapes.values())) > 1:
+            raise ValueError(
+                f"PreparedData '{self.dataset}': splits have different feature shapes {shapes}."
+            )
+        for split in SPLITS:
+            f, y = self.features[split], self.labels[split]
+            if f.ndim != 4 or f.shape[-1] != 4:
+                raise ValueError(
+                    f"PreparedData '{self.dataset}': {split} features must be [N, frames, mels, 4],"
+                    f" got shape {f.shape}."
+                )
+            if len(f) != len(y):
+                raise ValueError(
+                    f"PreparedData '{self.dataset}': {split} has {len(f)} feature rows but "
+                    f"{len(y)} labels."
+                )
+            want_ndim = 2 if self.multi_label else 1
+            if y.ndim != want_ndim or (self.multi_label and y.shape[1] != self.num_classes):
+                kind = f"[N, {self.num_classes}] multi-hot" if self.multi_label else "[N] indices"
+                raise ValueError(
+                    f"PreparedData '{self.dataset}': {split} labels must be {kind}, got shape "
+                    f"{y.shape}."
+                )
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_arrays(
+        cls,
+        splits: Mapping[str, tuple[Any, Any]],
+        *,
+        class_names: list[str],
+        multi_label: bool = False,
+        feature_config: FeatureConfig | None = None,
+        clip_seconds: float = 1.0,
+        dataset: str = "arrays",
+    ) -> PreparedData:
+        """Wrap in-memory features and labels (no cache, no decoding).
+
+        Args:
+            splits: ``{"train": (features, labels), "validation": ..., "test": ...}``; features
+                ``[N, frames, mels, 4]``, labels ``[N]`` indices or ``[N, classes]`` multi-hot.
+                Missing splits are empty.
+            class_names: one name per class.
+            multi_label: multi-hot labels.
+            feature_config: the configuration the features were computed with (default:
+                :func:`feature_config_for` at 16 kHz with the features' mel count).
+            clip_seconds: clip length, informational.
+            dataset: a name for messages and ``metrics.json``.
+
+        Raises:
+            ValueError: unknown split names or inconsistent shapes.
+        """
+        unknown = set(splits) - set(SPLITS)
+        if unknown:
+            raise ValueError(
+                f"PreparedData.from_arrays: unknown split(s) {sorted(unknown)}; use {SPLITS}."
+            )
+        first = next((np.asarray(f) for f, _ in splits.values() if len(f)), None)
+        if first is None:
+            raise ValueError("PreparedData.from_arrays: every split is empty.")
+        ldtype = np.float32 if multi_label else np.int64
+        features, labels = {}, {}
+        for split in SPLITS:
+            if split in splits:
+                f, y = splits[split]
+                features[split] = np.asarray(f, dtype=np.float32)
+                labels[split] = np.asarray(y, dtype=ldtype)
+            else:
+                features[split] = np.zeros((0, *first.shape[1:]), np.float32)
+                shape = (0, len(class_names)) if multi_label else (0,)
+                labels[split] = np.zeros(shape, ldtype)
+        if feature_config is None:
+            feature_config = feature_config_for(16000, n_mels=int(first.shape[2]))
+        return cls(
+            dataset=dataset,
+            class_names=list(class_names),
+            multi_label=bool(multi_label),
+            feature_config=feature_config,
+            clip_seconds=float(clip_seconds),
+            features=features,
+            labels=labels,
+            cache_path=None,
+            info={},
+        )
+
+    # -- shapes -------------------------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.class_names)
+
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate of the audio the features were computed from (Hz)."""
+        return self.feature_config.sample_rate
+
+    @property
+    def frames(self) -> int:
+        """Frames per clip."""
+        return int(self._any_features().shape[1])
+
+    @property
+    def n_mels(self) -> int:
+        """Mel bands."""
+        return int(self._any_features().shape[2])
+
+    def _any_features(self) -> np.ndarray:
+        for split in SPLITS:
+            if len(self.features[split]):
+                return self.features[split]
+        return self.features["train"]
+
+    def sizes(self) -> dict[str, int]:
+        """Examples per split, e.g. ``{"train": 800, "validation": 100, "test": 100}``."""
+        return {s: int(len(self.labels[s])) for s in SPLITS}
+
+    def input_shape(self, channels: int = 4) -> tuple[int, int, int]:
+        """``(frames, mels, channels)``: a model's input shape for this data.
+
+        Raises:
+            ValueError: ``channels`` is not 1 or 4.
+        """
+        _check_channels(channels)
+        return (self.frames, self.n_mels, int(channels))
+
+    def arrays(self, split: str, channels: int = 4) -> tuple[np.ndarray, np.ndarray]:
+        """``(features, labels)`` of a split as numpy; ``channels=1`` keeps the log-mel only.
+
+        Raises:
+            ValueError: unknown split or ``channels`` not 1 or 4.
+        """
+        self._check_split(split)
+        _check_channels(channels)
+        x = self.features[split]
+        return (x[..., :1] if channels == 1 else x), self.labels[split]
+
+    def _check_split(self, split: str) -> None:
+        if split not in SPLITS:
+            raise ValueError(
+                f"PreparedData '{self.dataset}': unknown split {split!r}; choose one of "
+                f"{list(SPLITS)}."
+            )
+
+    # -- tf.data ------------------------------------------------------------------------------
+
+    def tf_dataset(
+        self,
+        split: str,
+        batch_size: int,
+        channels: int = 4,
+        shuffle: bool | None = None,
+        seed: int = 0,
+        spec_augment: bool = False,
+        mixup: float = 0.0,
+        *,
+        one_hot: bool = False,
+        epoch: int = 0,
+        drop_remainder: bool = False,
+    ):
+        """A batched ``tf.data.Dataset`` of ``(features, labels)`` for one split.
+
+        Examples are gathered from the (memory-mapped) arrays batch by batch, so the split need not
+        fit in memory. Augmentation is deterministic given ``seed`` and ``epoch``.
+
+        Args:
+            split: ``"train"``, ``"validation"`` or ``"test"``.
+            batch_size: examples per batch (the global batch under a distribution strategy).
+            channels: ``4`` for quaternion models (log-mel, Δ, Δ², Δ³); ``1`` for real models
+                (log-mel only).
+            shuffle: shuffle the examples (default: ``True`` for ``"train"`` only).
+            seed: seed of the shuffle order and the augmentation.
+            spec_augment: SpecAugment-style masking: per example two time stripes (up to 6.4 % of
+                the frames each, PANNs' 64 of 1001) and two mel stripes (up to 1/8 of the bands),
+                filled with the example's mean of each component.
+            mixup: mixup ``alpha`` (``0`` = off): each example is mixed with the example at the
+                mirrored position of the batch, ``x = lam * x + (1 - lam) * x'`` with ``lam ~
+                Beta(alpha, alpha)``, and the labels alike; labels become one-hot floats.
+            one_hot: return single-label labels one-hot ``float32 [B, classes]`` (implied by
+                ``mixup > 0``); the training loop uses it for every split when mixup is on.
+            epoch: changes the shuffle order and augmentation draws per epoch.
+            drop_remainder: drop the last partial batch.
+
+        Returns:
+            ``tf.data.Dataset`` yielding ``float32 [B, frames, mels, channels]`` and labels
+            ``int64 [B]`` (``float32 [B, classes]`` when one-hot or multi-label).
+
+        Raises:
+            ValueError: unknown split, empty split, bad ``batch_size`` / ``channels`` /
+                ``mixup``.
+        """
+        import tensorflow as tf
+
+        self._check_split(split)
+        _check_channels(channels)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        mixup = float(mixup)
+        if not (math.isfinite(mixup) and mixup >= 0):
+            raise ValueError(f"mixup (the Beta alpha) must be >= 0, got {mixup!r}.")
+        x, y = self.features[split], self.labels[split]
+        n = len(y)
+        if n == 0:
+            raise ValueError(
+                f"PreparedData '{self.dataset}': the {split} split is empty; nothing to iterate."
+            )
+        shuffle = (split == "train") if shuffle is None else bool(shuffle)
+        one_hot = bool(one_hot or mixup > 0) and not self.multi_label
+        frames, mels, classes = self.frames, self.n_mels, self.num_classes
+        label_dtype = tf.float32 if self.multi_label else tf.int64
+        label_shape = (None, classes) if self.multi_label else (None,)
+        epoch_seed = _mix_seed(seed, epoch)
+
+        def gather(idx):
+            rows = np.asarray(x[idx], dtype=np.float32)
+            if channels == 1:
+                rows = np.ascontiguousarray(rows[..., :1])
+            return rows, np.asarray(y[idx])
+
+        def load(idx):
+            xb, yb = tf.numpy_function(gather, [idx], (tf.float32, label_dtype), stateful=False)
+            xb = tf.ensure_shape(xb, (None, frames, mels, channels))
+            yb = tf.ensure_shape(yb, label_shape)
+            if one_hot:
+                yb = tf.one_hot(yb, classes, dtype=tf.float32)
+            return xb, yb
+
+        ds = tf.data.Dataset.range(n)
+        if shuffle:
+            ds = ds.shuffle(n, seed=epoch_seed, reshuffle_each_iteration=False)
+        ds = ds.batch(int(batch_size), drop_remainder=bool(drop_remainder) and n >= batch_size)
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if spec_augment or mixup > 0:
+            width_t = max(1, int(round(frames * 64 / 1001)))
+            width_f = max(1, mels // 8)
+
+            def augment(batch_index, batch):
+                xb, yb = batch
+                key = tf.stack([tf.constant(epoch_seed, tf.int64), batch_index])
+                if spec_augment:
+                    xb = _spec_augment(xb, key, width_t, width_f)
+                if mixup > 0:
+                    xb, yb = _mixup(xb, yb, key + 7919, mixup)
+                return xb, yb
+
+            ds = ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
+        options.deterministic = True
+        return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes().items())
+        return (
+            f"PreparedData(dataset={self.dataset!r}, classes={self.num_classes}, "
+            f"multi_label={self.multi_label}, frames={self.frames}, mels={self.n_mels}, "
+            f"sample_rate={self.sample_rate}, {sizes})"
+        )
+
+
+def _check_channels(channels) -> None:
+    if channels not in (1, 4) or isinstance(channels, bool):
+        raise ValueError(
+            f"channels must be 4 (quaternion models: log-mel, Δ, Δ², Δ³) or 1 (real models: "
+            f"log-mel only), got {channels!r}."
+        )
+
+
+def _mix_seed(seed: int, epoch: int) -> int:
+    return int((int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2**31 - 1))
+
+
+def _stripes(key, batch, length: int, max_width: int, count: int):
+    """Boolean ``[batch, length]``: ``count`` random stripes of width ``0..max_width-1``."""
+    import tensorflow as tf
+
+    widths = tf.random.stateless_uniform(
+        (batch, count), seed=key, minval=0, maxval=max_width, dtype=tf.int32
+    )
+    starts_u = tf.random.stateless_uniform((batch, count), seed=key + 1)
+    starts = tf.cast(starts_u * tf.cast(length - widths + 1, tf.float32), tf.int32)
+    pos = tf.range(length)[tf.newaxis, tf.newaxis, :]
+    inside = (pos >= starts[..., tf.newaxis]) & (pos < (starts + widths)[..., tf.newaxis])
+    return tf.reduce_any(inside, axis=1)
+
+
+def _spec_augment(xb, key, width_t: int, width_f: int):
+    import tensorflow as tf
+
+    batch = tf.shape(xb)[0]
+    frames, mels = xb.shape[1], xb.shape[2]
+    time_mask = _stripes(key, batch, frames, width_t, 2)[:, :, tf.newaxis, tf.newaxis]
+    freq_mask = _stripes(key + 101, batch, mels, width_f, 2)[:, tf.newaxis, :, tf.newaxis]
+    fill = tf.reduce_mean(xb, axis=[1, 2], keepdims=True)
+    return tf.where(time_mask | freq_mask, fill, xb)
+
+
+def _mixup(xb, yb, key, alpha: float):
+    import tensorflow as tf
+
+    batch = tf.shape(xb)[0]
+    g1 = tf.random.stateless_gamma((batch,), seed=key, alpha=alpha)
+    g2 = tf.random.stateless_gamma((batch,), seed=key + 1, alpha=alpha)
+    lam = g1 / tf.maximum(g1 + g2, 1e-12)
+    lam_x = tf.reshape(lam, (-1, 1, 1, 1))
+    lam_y = tf.reshape(lam, (-1, 1))
+    xb = lam_x * xb + (1.0 - lam_x) * tf.reverse(xb, axis=[0])
+    yb = tf.cast(yb, tf.float32)
+    yb = lam_y * yb + (1.0 - lam_y) * tf.reverse(yb, axis=[0])
+    return xb, yb
+
+
+# --------------------------------------------------------------------------------- prepare
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, list | tuple | set | frozenset):
+        seq = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        return [_json_safe(v) for v in seq]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
+
+
+def _sha(payload) -> str:
+    text = json.dumps(_json_safe(payload), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _fingerprint(ds) -> str:
+    """Hash of every split's example list: names, labels and file sizes / modification times."""
+    from keras_quaternion.datasets import HDF5Source
+
+    h = hashlib.sha256()
+    stats: dict[str, str] = {}
+
+    def stat(path: str) -> str:
+        if path not in stats:
+            try:
+                st = os.stat(path)
+                stats[path] = f"{st.st_size}:{st.st_mtime_ns}"
+            except OSError:
+                stats[path] = "missing"
+        return stats[path]
+
+    for split in SPLITS:
+        h.update(f"|{split}|".encode())
+        for ex in ds.splits[split]:
+            src = ex.source
+            if isinstance(src, str):
+                where = f"{src}@{ex.offset}:{ex.duration}:{stat(src)}"
+            elif isinstance(src, HDF5Source):
+                where = f"{src}:{src.dataset}:{src.sample_rate}:{stat(src.path)}"
+            else:  # in-memory waveform
+                where = f"{ex.name}:{ex.sample_rate}:{src.shape[0]}"
+            label = ex.label
+            if isinstance(label, np.ndarray):
+                label = np.flatnonzero(label > 0).tolist()
+            h.update(f"{where}#{label}\n".encode())
+    return h.hexdigest()
+
+
+def _measure_clip_seconds(ds) -> float:
+    """Longest clip of the dataset in seconds (file headers only), capped at 30 s."""
+    import soundfile as sf
+
+    longest = 0.0
+    for split in SPLITS:
+        for ex in ds.splits[split]:
+            src = ex.source
+            try:
+                if isinstance(src, str):
+                    if ex.duration is not None:
+                        seconds = float(ex.duration)
+                    else:
+                        info = sf.info(src)
+                        seconds = info.frames / float(info.samplerate) - ex.offset
+                elif isinstance(src, np.ndarray):
+                    seconds = src.shape[0] / float(ex.sample_rate)
+                else:
+                    continue
+            except Exception:  # unreadable files are reported when decoding
+                continue
+            longest = max(longest, seconds)
+    if longest <= 0:
+        return 1.0
+    if longest > MAX_AUTO_CLIP_SECONDS:
+        warnings.warn(
+            f"Dataset '{ds.name}': the longest clip is {longest:.1f} s; clips are cropped to "
+            f"{MAX_AUTO_CLIP_SECONDS:g} s. Pass clip_seconds (--clip-seconds) to choose.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return MAX_AUTO_CLIP_SECONDS
+    return math.ceil(longest * 10 - 1e-9) / 10.0
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
+
+
+def _compute_split(ds, split, config: FeatureConfig, clip_seconds, folder: Path, progress: bool):
+    """Decode + featurize one split in chunks straight into a .npy memmap; returns skipped."""
+    from tqdm.auto import tqdm
+
+    from keras_quaternion.audio import decode_many
+    from keras_quaternion.datasets.base import _H5Pool
+    from keras_quaternion.features import quaternion_features
+
+    examples = ds.splits[split]
+    n = len(examples)
+    samples = int(round(clip_seconds * config.sample_rate))
+    frames = config.num_frames(samples)
+    shape = (frames, config.n_mels, 4)
+    chunk = max(1, min(256, int(128e6 // (samples * 4 * 6))))
+    final = folder / f"{split}_features.npy"
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    skipped: list[tuple[str, str]] = []
+    kept_labels: list[int] = []
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *shape))
+        row = 0
+        bar = tqdm(
+            total=n,
+            desc=f"{ds.name}/{split} features",
+            unit="clip",
+            disable=not progress or n == 0,
+        )
+        with bar, _H5Pool() as pool, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # skipped files are reported once below
+
+            def decoder(ex):
+                try:
+                    return ds.waveform(ex, config.sample_rate, clip_seconds, _pool=pool)
+                finally:
+                    bar.update(1)
+
+            for start in range(0, n, chunk):
+                part = examples[start : start + chunk]
+                waves, kept, bad = decode_many(
+                    part,
+                    sample_rate=config.sample_rate,
+                    clip_seconds=clip_seconds,
+                    progress=False,
+                    decoder=decoder,
+                )
+                skipped.extend(bad)
+                if waves:
+                    feats = quaternion_features(np.stack(waves), config).numpy()
+                    out[row : row + len(waves)] = feats
+                    row += len(waves)
+                    kept_labels.extend(start + k for k in kept)
+        out.flush()
+        del out
+        if row < n:  # some files were skipped: rewrite the array without the empty tail
+            full = np.load(tmp, mmap_mode="r")
+            _save_npy(final, np.asarray(full[:row]))
+            del full
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    labels = ds._stack_labels([examples[i] for i in kept_labels])
+    _save_npy(folder / f"{split}_labels.npy", labels)
+    return skipped
+
+
+def prepare(
+    dataset,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    sample_rate: int | None = None,
+    clip_seconds: float | None = None,
+    n_mels: int = 64,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    dataset_options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    feature_config: FeatureConfig | None = None,
+) -> PreparedData:
+    """Decode a dataset once, compute its quaternion features once, cache them, memory-map them.
+
+    The cache key covers the dataset name, its options, its folder and file list (names, labels,
+    sizes, modification times), the sample rate, the clip length and the feature configuration;
+    changing any of them computes a new cache, and an unchanged call reads the cache without
+    decoding any audio. Generated datasets (``synthetic``) are not even regenerated.
+
+    Args:
+        dataset: a registry name (``"synthetic"``, ``"fsdd"``, ...; see
+            :func:`keras_quaternion.datasets.names`) or an already loaded
+            :class:`~keras_quaternion.datasets.AudioDataset`.
+        data_dir: the dataset's folder (not used by ``synthetic``).
+        sample_rate: Hz; default per dataset (:func:`dataset_defaults`).
+        clip_seconds: every clip is zero-padded / cropped to this length; default per dataset
+            (``None`` defaults: the longest clip, at most 30 s).
+        n_mels: mel bands of the default feature configuration (:func:`feature_config_for`).
+        seed: passed to the loader's ``seed`` option (validation carve) unless
+            ``dataset_options`` sets it.
+        cache_dir: cache folder (default ``$KQ_CACHE_DIR`` or ``~/.cache/keras_quaternion``).
+        dataset_options: loader options (``{"fold": 1}``, ``{"split": "speaker"}``, ...).
+        progress: show tqdm progress bars while computing.
+        feature_config: use this configuration instead of :func:`feature_config_for`; its
+            ``sample_rate`` wins over ``sample_rate``.
+
+    Returns:
+        :class:`PreparedData` with memory-mapped features of every split.
+
+    Raises:
+        ValueError: unknown dataset or option, bad sample rate / clip length / mel count, a
+            clip too short for the feature window, or a dataset whose train split ends up empty.
+        keras_quaternion.datasets.DatasetLayoutError: missing or wrongly laid out ``data_dir``.
+
+    Warns:
+        UserWarning: once, naming the files that could not be decoded and were skipped.
+
+    Example:
+        >>> data = prepare("synthetic", dataset_options={"samples_per_class": 10},
+        ...                cache_dir="cache", progress=False)
+        >>> data.sizes(), data.features["train"].shape
+        ({'train': 80, 'validation': 10, 'test': 10}, (80, 101, 64, 4))
+    """
+    from keras_quaternion import datasets as kq_datasets
+
+    options = dict(dataset_options or {})
+    if isinstance(dataset, str):
+        spec = kq_datasets.spec(dataset)  # ValueError listing known names
+        name = dataset
+        generated = not spec.needs_data_dir
+        allowed = spec.options
+        if "seed" in allowed and "seed" not in options:
+            options["seed"] = int(seed)
+    elif isinstance(dataset, kq_datasets.AudioDataset):
+        spec, name, generated, allowed = None, dataset.name, False, {}
+    else:
+        raise TypeError(
+            f"prepare: dataset must be a dataset name (one of {kq_datasets.names()}) or an "
+            f"AudioDataset, got {type(dataset).__name__}."
+        )
+    default_sr, default_clip = dataset_defaults(name)
+    if feature_config is not None:
+        if not isinstance(feature_config, FeatureConfig):
+            raise TypeError(
+                f"prepare: feature_config must be a FeatureConfig, got "
+                f"{type(feature_config).__name__}."
+            )
+        config = feature_config
+    else:
+        config = feature_config_for(default_sr if sample_rate is None else sample_rate, n_mels)
+    if clip_seconds is None:
+        clip_seconds = default_clip
+    if clip_seconds is not None:
+        try:
+            clip_seconds = float(clip_seconds)
+        except (TypeError, ValueError):
+            clip_seconds = float("nan")
+        if not (math.isfinite(clip_seconds) and clip_seconds > 0):
+            raise ValueError(
+                f"clip_seconds must be a positive number of seconds, got {clip_seconds!r}."
+            )
+    if generated:
+        # generate at the pipeline's rate and length (no resampling, nothing cropped)
+        if "sample_rate" in allowed and "sample_rate" not in options:
+            options["sample_rate"] = config.sample_rate
+        if "clip_seconds" in allowed and "clip_seconds" not in options and clip_seconds:
+            options["clip_seconds"] = clip_seconds
+        options = {**allowed, **options}  # full option set: defaults are part of the key
+
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    resolved_dir = None if data_dir is None else str(Path(data_dir).expanduser().resolve())
+    base = {
+        "pipeline": PIPELINE_VERSION,
+        "dataset": name,
+        "options": options,
+        "data_dir": resolved_dir,
+        "features": config.cache_key(),
+        "sample_rate": config.sample_rate,
+    }
+
+    ds = None
+    if generated and clip_seconds is not None:
+        folder = root / "features" / name / _sha({**base, "clip": clip_seconds})[:20]
+        cached = _load_cache(folder)
+        if cached is not None:
+            return cached
+    if isinstance(dataset, str):
+        ds = kq_datasets.load(name, data_dir, **options)
+    else:
+        ds = dataset
+        base["info"] = ds.info
+    if clip_seconds is None:
+        clip_seconds = _measure_clip_seconds(ds)
+    samples = int(round(clip_seconds * config.sample_rate))
+    if samples < config.min_num_samples():
+        raise ValueError(
+            f"clip_seconds={clip_seconds:g} gives {samples} samples at {config.sample_rate} Hz, "
+            f"fewer than the {config.min_num_samples()} the features need "
+            f"({config.delta_width} frames for the delta window); use a longer clip."
+        )
+    key = {**base, "clip": clip_seconds}
+    if not generated:
+        key["fingerprint"] = _fingerprint(ds)
+    folder = root / "features" / name / _sha(key)[:20]
+    cached = _load_cache(folder)
+    if cached is not None:
+        return cached
+
+    if not ds.splits["train"]:
+        raise ValueError(f"Dataset '{name}': the train split is empty; nothing to train on.")
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    skipped: dict[str, list[tuple[str, str]]] = {}
+    for split in SPLITS:
+        skipped[split] = _compute_split(ds, split, config, clip_seconds, folder, progress)
+    all_skipped = [item for split in SPLITS for item in skipped[split]]
+    if all_skipped:
+        total = sum(len(ds.splits[s]) for s in SPLITS)
+        shown = "; ".join(f"{n_} ({r})" for n_, r in all_skipped[:10])
+        more = f" and {len(all_skipped) - 10} more" if len(all_skipped) > 10 else ""
+        warnings.warn(
+            f"Dataset '{name}': skipped {len(all_skipped)} of {total} audio files that could not "
+            f"be decoded: {shown}{more}. The list is kept in {folder / 'manifest.json'}.",
+            UserWarning,
+            stacklevel=2,
+        )
+    manifest = {
+        "pipeline": PIPELINE_VERSION,
+        "dataset": name,
+        "class_names": list(ds.class_names),
+        "multi_label": bool(ds.multi_label),
+        "feature_config": config.to_dict(),
+        "clip_seconds": clip_seconds,
+        "options": _json_safe(options),
+        "data_dir": resolved_dir,
+        "protocol": ds.info.get("protocol", ""),
+        "skipped": {s: [list(item) for item in skipped[s]] for s in SPLITS},
+        "seconds": round(time.time() - started, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    atomic_write(folder / "manifest.json", json.dumps(manifest, indent=1))
+    loaded = _load_cache(folder)
+    if loaded is None:  # pragma: no cover - we just wrote it
+        raise RuntimeError(f"The feature cache in {folder} could not be read back.")
+    return loaded
+
+
+def _load_cache(folder: Path) -> PreparedData | None:
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        features, labels = {}, {}
+        for split in SPLITS:
+            path = folder / f"{split}_features.npy"
+            try:
+                features[split] = np.load(path, mmap_mode="r")
+            except ValueError:  # an empty split cannot be memory-mapped
+                features[split] = np.load(path)
+            labels[split] = np.load(folder / f"{split}_labels.npy")
+        data = PreparedData(
+            dataset=manifest["dataset"],
+            class_names=list(manifest["class_names"]),
+            multi_label=bool(manifest["multi_label"]),
+            feature_config=FeatureConfig.from_dict(manifest["feature_config"]),
+            clip_seconds=float(manifest["clip_seconds"]),
+            features=features,
+            labels=labels,
+            cache_path=folder,
+            info={
+                k: manifest.get(k)
+                for k in ("options", "data_dir", "protocol", "skipped", "created")
+            },
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        warnings.warn(
+            f"The feature cache in {folder} is unreadable ({err}); computing it again.",
+            UserWarning,
+            stacklevel=3,
+        )
+        try:
+            manifest_path.unlink()
+        except OSError:
+            pass
+        return None
+    return data

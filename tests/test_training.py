@@ -1,0 +1,442 @@
+"""Metrics (sklearn as oracle), the resumable training loop, kq-train / kq-eval.
+
+Includes the kill test: a real ``kq-train`` process is SIGKILLed after its first epoch checkpoint
+and the same command, run again, resumes and finishes.
+"""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn import metrics as skm
+
+from keras_quaternion.layers import QConv2D
+from keras_quaternion.training import (
+    PreparedData,
+    average_precision,
+    confusion_matrix,
+    cross_entropy,
+    evaluate,
+    mean_average_precision,
+    prepare,
+    score,
+    train,
+)
+from keras_quaternion.training import accuracy as kq_accuracy
+from keras_quaternion.training.cli import eval_command, parse_options, train_command
+
+TINY = {"width": 0.0625, "batch_size": 8, "verbose": 0}
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_average_precision_matches_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 60))
+    y = (rng.random(n) < rng.uniform(0.1, 0.9)).astype(int)
+    y[rng.integers(n)] = 1
+    scores = rng.random(n)
+    if seed % 2:  # many ties
+        scores = np.round(scores * 4) / 4
+    assert average_precision(y, scores) == pytest.approx(skm.average_precision_score(y, scores))
+
+
+def test_mean_average_precision_matches_sklearn_macro_over_classes_with_positives():
+    rng = np.random.default_rng(3)
+    y = (rng.random((40, 7)) < 0.25).astype(np.float32)
+    y[:, 4] = 0  # a class without positives is left out of the mean
+    scores = rng.random((40, 7)) + 0.5 * y
+    value, per_class = mean_average_precision(y, scores)
+    keep = y.sum(0) > 0
+    expected = skm.average_precision_score(y[:, keep], scores[:, keep], average="macro")
+    assert value == pytest.approx(expected)
+    assert np.isnan(per_class[4]) and np.isfinite(per_class[keep]).all()
+    assert score(y, scores, multi_label=True) == {"mAP": pytest.approx(expected)}
+    assert np.isnan(average_precision([0, 0], [0.1, 0.2]))
+
+
+def test_accuracy_confusion_matrix_and_cross_entropy_against_sklearn():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(5), size=50)
+    y = rng.integers(0, 5, 50)
+    assert kq_accuracy(y, probs) == pytest.approx(skm.accuracy_score(y, probs.argmax(1)))
+    np.testing.assert_array_equal(
+        confusion_matrix(y, probs, 5), skm.confusion_matrix(y, probs.argmax(1), labels=range(5))
+    )
+    assert cross_entropy(y, probs) == pytest.approx(skm.log_loss(y, probs, labels=range(5)))
+    multi = (rng.random((50, 5)) > 0.5).astype(float)
+    expected = np.mean([skm.log_loss(multi[:, c], probs[:, c]) for c in range(5)])
+    assert cross_entropy(multi, probs, multi_label=True) == pytest.approx(expected)
+    assert score(y, probs, multi_label=False) == {"accuracy": kq_accuracy(y, probs)}
+
+
+def test_metric_errors_name_the_problem():
+    with pytest.raises(ValueError, match="1-D of equal length"):
+        average_precision([1, 0], [0.5])
+    with pytest.raises(ValueError, match="NaN"):
+        average_precision([1, 0], [np.nan, 0.1])
+    with pytest.raises(ValueError, match="out of range for 2 classes"):
+        confusion_matrix([0, 2], [0, 1], num_classes=2)
+    with pytest.raises(ValueError, match=r"\[examples, classes\]"):
+        mean_average_precision(np.ones((3, 2)), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="3 labels"):
+        kq_accuracy([0, 1, 1], [[0.2, 0.8]])
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("feature_cache")
+
+
+@pytest.fixture(scope="module")
+def small_data(cache_dir):
+    return prepare(
+        "synthetic",
+        clip_seconds=0.5,
+        n_mels=32,
+        cache_dir=cache_dir,
+        dataset_options={"samples_per_class": 6},
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(small_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "qcnn6"
+    result = train("qcnn6", small_data, out_dir=out, epochs=2, seed=1, **TINY)
+    return out, result
+
+
+def _tiny_model(data, classes=10, activation="softmax", seed=0):
+    """A small quaternion model (cheap to trace) with dropout, built from a fixed seed."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(data.input_shape(4))
+    h = keras.layers.BatchNormalization()(inputs)
+    h = QConv2D(4, 3, padding="same", activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    h = keras.layers.Dropout(0.2)(h)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation=activation)(h), name="toy")
+
+
+def _history(out):
+    with open(out / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def test_train_writes_every_artefact(finished_run, small_data):
+    out, result = finished_run
+    for name in (
+        "model.keras",
+        "metrics.json",
+        "history.csv",
+        "training_curves.png",
+        "confusion_matrix.png",
+        "checkpoint/checkpoint.json",
+    ):
+        assert (out / name).is_file(), name
+    assert list((out / "tb" / "train").glob("events.out.tfevents.*"))
+    assert list((out / "tb" / "validation").glob("events.out.tfevents.*"))
+    saved = json.loads((out / "metrics.json").read_text())
+    for key in ("dataset", "model", "params", "macs", "test", "epochs", "seconds"):
+        assert key in saved, key
+    assert saved["dataset"] == "synthetic" and saved["model"] == "qcnn6"
+    assert saved["epochs"] == 2 and saved["seconds"] > 0
+    assert saved["params"] == sum(
+        int(np.prod(w.shape))
+        for w in keras.models.load_model(out / "model.keras").trainable_weights
+    )
+    assert saved["macs"] > 0
+    assert set(saved["test"]) == {"accuracy", "loss"} and 0 <= saved["test"]["accuracy"] <= 1
+    assert result["test"]["accuracy"] == saved["test"]["accuracy"]
+    rows = _history(out)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"} <= set(rows[0])
+    # model.keras is the best-on-validation model and reproduces the reported test score
+    again = evaluate(out / "model.keras", small_data, "test")
+    assert again["accuracy"] == pytest.approx(saved["test"]["accuracy"])
+    assert again["loss"] == pytest.approx(saved["test"]["loss"], rel=1e-4)
+    state = json.loads((out / "checkpoint" / "checkpoint.json").read_text())
+    assert state["finished"] and state["epoch"] == 2
+    assert len(list((out / "checkpoint").glob("ckpt-*.npz"))) == 1
+
+
+def test_finished_run_is_a_no_op_and_settings_must_match(finished_run, small_data, capsys):
+    out, result = finished_run
+    before = (out / "metrics.json").stat().st_mtime_ns
+    again = train("qcnn6", small_data, out_dir=out, epochs=2, seed=1, **{**TINY, "verbose": 2})
+    assert again["already_finished"] and again["test"] == result["test"]
+    assert "already finished" in capsys.readouterr().out
+    assert (out / "metrics.json").stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match=r"different settings \(lr: 0.001 -> 0.01\)"):
+        train("qcnn6", small_data, out_dir=out, epochs=2, seed=1, lr=0.01, **TINY)
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(small_data, tmp_path, capsys):
+    kw = {"batch_size": 8, "verbose": 0, "seed": 3}
+    straight = train(_tiny_model(small_data), small_data, out_dir=tmp_path / "a", epochs=3, **kw)
+    train(_tiny_model(small_data), small_data, out_dir=tmp_path / "b", epochs=1, **kw)
+    resumed = train(
+        _tiny_model(small_data),
+        small_data,
+        out_dir=tmp_path / "b",
+        epochs=3,
+        **{**kw, "verbose": 2},
+    )
+    assert "Resuming from epoch 2" in capsys.readouterr().out
+    assert resumed["resumed_from"] == 1 and resumed["epochs"] == 3
+    a, b = _history(tmp_path / "a"), _history(tmp_path / "b")
+    assert [r["epoch"] for r in b] == ["1", "2", "3"]
+    for key in ("loss", "val_loss"):  # same weights, optimizer state, data order, dropout RNG
+        np.testing.assert_allclose(
+            [float(r[key]) for r in b], [float(r[key]) for r in a], rtol=1e-4
+        )
+    assert resumed["test"]["loss"] == pytest.approx(straight["test"]["loss"], rel=1e-4)
+    # resume=False starts over
+    fresh = train(
+        _tiny_model(small_data), small_data, out_dir=tmp_path / "b", epochs=1, resume=False, **kw
+    )
+    assert fresh["resumed_from"] == 0 and len(_history(tmp_path / "b")) == 1
+
+
+def test_distillation_from_a_teacher_file(finished_run, small_data, tmp_path):
+    out, _ = finished_run
+    result = train(
+        _tiny_model(small_data),
+        small_data,
+        out_dir=tmp_path / "kd",
+        epochs=1,
+        teacher=out / "model.keras",
+        temperature=3.0,
+        alpha=0.3,
+        batch_size=8,
+        verbose=0,
+    )
+    assert result["teacher"] == str(out / "model.keras") and result["alpha"] == 0.3
+    row = _history(tmp_path / "kd")[0]
+    assert {"distillation_loss", "task_loss"} <= set(row)
+    student = keras.models.load_model(tmp_path / "kd" / "model.keras")
+    assert student.name == "toy" and student.output_shape == (None, 10)
+
+
+def test_multi_label_data_is_scored_by_map(tmp_path):
+    rng = np.random.default_rng(0)
+    y = (rng.random((48, 3)) < 0.4).astype(np.float32)
+    x = rng.normal(size=(48, 20, 16, 4)).astype(np.float32) + 2 * y[:, None, None, :1]
+    data = PreparedData.from_arrays(
+        {"train": (x[:32], y[:32]), "validation": (x[32:40], y[32:40]), "test": (x[40:], y[40:])},
+        class_names=["a", "b", "c"],
+        multi_label=True,
+        dataset="toy_tags",
+    )
+    result = train(
+        _tiny_model(data, 3, "sigmoid"), data, out_dir=tmp_path, epochs=1, batch_size=8, verbose=0
+    )
+    assert set(result["test"]) == {"mAP", "loss"} and 0 <= result["test"]["mAP"] <= 1
+    assert "val_mAP" in _history(tmp_path)[0]
+    assert not (tmp_path / "confusion_matrix.png").exists()
+    assert (tmp_path / "training_curves.png").is_file()
+
+
+def test_logit_model_with_mixup_and_spec_augment(small_data, tmp_path):
+    model = _tiny_model(small_data, 10, None)  # logits out: probabilities via softmax
+    result = train(
+        model,
+        small_data,
+        out_dir=tmp_path,
+        epochs=1,
+        batch_size=8,
+        verbose=0,
+        mixup=0.4,
+        spec_augment=True,
+        model_name="toy-logits",
+    )
+    assert result["model"] == "toy-logits" and result["mixup"] == 0.4
+    probs_sum = evaluate(tmp_path / "model.keras", small_data)
+    assert np.isfinite(probs_sum["loss"])
+
+
+def test_train_argument_errors(small_data, tmp_path):
+    with pytest.raises(ValueError, match="Unknown model 'nope'.*qcnn6"):
+        train("nope", small_data, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        train("qcnn6", small_data, out_dir=tmp_path, epochs=0)
+    with pytest.raises(ValueError, match="lr must be"):
+        train("qcnn6", small_data, out_dir=tmp_path, lr=-1.0)
+    with pytest.raises(ValueError, match="Unknown strategy"):
+        train("qcnn6", small_data, out_dir=tmp_path, strategy="tpu")
+    wrong = keras.Sequential(
+        [
+            keras.Input((51, 32, 2)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    with pytest.raises(ValueError, match=r"expected \[batch, frames, mels, 1\]"):
+        train(wrong, small_data, out_dir=tmp_path)
+    with pytest.raises(TypeError, match="PreparedData"):
+        train("qcnn6", {"train": 1}, out_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------------- CLI
+
+
+def test_parse_options():
+    assert parse_options(["a=1", "b=x,y", "c=true", "d-e=theo"], fold=3, split="speaker") == {
+        "a": 1,
+        "b": ["x", "y"],
+        "c": True,
+        "d_e": "theo",
+        "fold": 3,
+        "split": "speaker",
+    }
+    with pytest.raises(Exception, match="not key=value"):
+        parse_options(["novalue"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "nope"], "Unknown dataset 'nope'; known datasets: audioset"),
+        (["--model", "resnet999"], "Unknown model 'resnet999'; known models: cnn6"),
+        (["--dataset", "fsdd", "--data-dir", "/nonexistent/fsdd"], "recordings/"),
+        (["--dataset", "fsdd"], "needs data_dir"),
+        (["--epochs", "0"], "Invalid value for '--epochs'"),
+        (["--width", "9"], "Invalid value for '--width'"),
+        (["--strategy", "tpu"], "Invalid value for '--strategy'"),
+        (["--teacher", "missing.keras"], "'missing.keras' does not exist"),
+        (["--option", "bogus=1", "--cache-dir", "CACHE"], "unknown option(s) ['bogus']"),
+        (["--option", "novalue"], "not key=value"),
+        (["--fold", "2", "--cache-dir", "CACHE"], "unknown option(s) ['fold']"),
+    ],
+)
+def test_kq_train_errors(args, message, tmp_path):
+    args = [str(tmp_path / "c") if a == "CACHE" else a for a in args]
+    result = CliRunner().invoke(train_command, args + ["--out", str(tmp_path / "o")])
+    assert result.exit_code != 0
+    assert message in result.output, result.output
+
+
+def test_kq_eval_scores_a_run_and_dispatches_tflite(finished_run, cache_dir, tmp_path, monkeypatch):
+    out, result = finished_run
+    run = CliRunner().invoke(
+        eval_command, [str(out / "model.keras"), "--cache-dir", str(cache_dir)]
+    )
+    assert run.exit_code == 0, run.output
+    scored = json.loads(run.output[run.output.index("{") :])
+    assert scored["accuracy"] == pytest.approx(result["test"]["accuracy"])
+    assert scored["dataset"] == "synthetic" and scored["examples"] == 10
+
+    import keras_quaternion.export as export
+
+    seen = {}
+
+    def fake_evaluate_tflite(path, prepared, split="test"):
+        seen.update(path=path, frames=prepared.frames, split=split)
+        return {"accuracy": 0.5}
+
+    monkeypatch.setattr(export, "evaluate_tflite", fake_evaluate_tflite, raising=False)
+    tfl = out / "model_int8.tflite"
+    tfl.write_bytes(b"not used by the fake")
+    run = CliRunner().invoke(
+        eval_command, [str(tfl), "--subset", "validation", "--cache-dir", str(cache_dir)]
+    )
+    tfl.unlink()
+    assert run.exit_code == 0, run.output
+    assert seen == {"path": tfl, "frames": 51, "split": "validation"}
+    assert json.loads(run.output[run.output.index("{") :])["accuracy"] == 0.5
+
+
+def test_kq_eval_errors(tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(eval_command, [str(tmp_path / "none.keras")])
+    assert missing.exit_code != 0 and "does not exist" in missing.output
+    (tmp_path / "m.h5").write_bytes(b"x")
+    wrong = runner.invoke(eval_command, [str(tmp_path / "m.h5")])
+    assert "neither a .keras nor a .tflite" in wrong.output
+    (tmp_path / "m.keras").write_bytes(b"x")
+    nodata = runner.invoke(eval_command, [str(tmp_path / "m.keras")])
+    assert "--dataset is required" in nodata.output
+    broken = runner.invoke(eval_command, [str(tmp_path / "m.keras"), "--dataset", "synthetic"])
+    assert broken.exit_code != 0 and "Could not load" in broken.output
+
+
+# ---------------------------------------------------------------------------- kill test
+
+
+def _kq_train(repo_root, args, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    code = "from keras_quaternion.cli import train_main; train_main()"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=repo_root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_killed_kq_train_resumes_and_finishes(repo_root, cache_dir, tmp_path):
+    out = tmp_path / "run"
+    epochs = 4
+    args = [
+        "--model",
+        "qcnn6",
+        "--width",
+        "0.0625",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "8",
+        "--clip-seconds",
+        "0.5",
+        "--n-mels",
+        "32",
+        "--option",
+        "samples_per_class=6",
+        "--cache-dir",
+        str(cache_dir),
+        "--out",
+        str(out),
+    ]
+    proc = _kq_train(repo_root, args)
+    pointer = out / "checkpoint" / "checkpoint.json"
+    deadline = time.time() + 120
+    while not pointer.exists():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.time() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    done = json.loads(pointer.read_text())["epoch"]
+    assert 1 <= done < epochs
+    assert not (out / "metrics.json").exists()
+
+    again = _kq_train(repo_root, args)
+    output = again.communicate(timeout=300)[0]
+    assert again.returncode == 0, output
+    assert f"Resuming from epoch {done + 1}" in output
+    assert "Test accuracy" in output and str(out) in output
+    rows = _history(out)
+    assert [int(r["epoch"]) for r in rows] == list(range(1, epochs + 1))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == epochs
+    assert keras.models.load_model(out / "model.keras").output_shape == (None, 10)
