@@ -315,13 +315,15 @@ def test_argument_errors():
             prune(model, "l1", bad)
     with pytest.raises(ValueError, match="Unknown pruning method 'fpgm'"):
         prune(model, "fpgm", 0.5)
-    with pytest.raises(ValueError, match="per_layer names layer 'conv9'.*Layers with prunable"):
+    with pytest.raises(
+        ValueError, match="per_layer: there is no layer 'conv9'.*Layers with prunable"
+    ):
         prune(model, "l1", 0.5, per_layer={"conv9": 0.5})
     with pytest.raises(ValueError, match=r"per_layer\['c3'\] must be in \[0, 1\)"):
         prune(model, "l1", 0.5, per_layer={"c3": 1.2})
     with pytest.raises(ValueError, match="skip names layer 'bn1' of type BatchNormalization"):
         prune(model, "l1", 0.5, skip=["bn1"])
-    with pytest.raises(ValueError, match="Cannot prune q1 is joined"):
+    with pytest.raises(ValueError, match="Cannot prune these filters as selected: q1 is joined"):
         prune(model, "l1", 0.5, layers=["q1"])
     with pytest.raises(ValueError, match="must share one ratio"):
         prune(model, "l1", 0.5, per_layer={"q1": 0.25, "q2": 0.5})

@@ -74,7 +74,7 @@ def _check_names(names, what, graph, model, *, producers_only=True):
             raise ValueError(f"{what} must hold layer names (str), got {name!r}.")
         if name not in layer_names:
             raise ValueError(
-                f"{what} names layer '{name}', which model '{model.name}' does not have. "
+                f"{what}: there is no layer '{name}' in model '{model.name}'. "
                 f"Layers with prunable filters: {', '.join(prunable) or 'none'}."
             )
         if producers_only and name not in graph.producers:
@@ -214,8 +214,9 @@ def prune(
             )
             if asked:
                 raise ValueError(
-                    f"Cannot prune {message}: merged filters are pruned together. Select all of "
-                    f"{', '.join(members)} or none, or pass residual='skip'."
+                    f"Cannot prune these filters as selected: {message}. Merged filters are "
+                    f"pruned together: select all of {', '.join(members)} or none, or pass "
+                    "residual='skip'."
                 )
             status = "not pruned: " + message
         elif residual == "skip" and group.joined:

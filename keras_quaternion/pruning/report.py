@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from keras_quaternion.files import atomic_write
 
 REPORT_JSON = "pruning_report.json"
 REPORT_MD = "pruning_report.md"
@@ -221,18 +221,6 @@ class PruningReport:
         paths = []
         for filename, text in ((REPORT_JSON, self.to_json()), (REPORT_MD, self.to_markdown())):
             target = directory / filename
-            _atomic_write(target, text)
+            atomic_write(target, text)
             paths.append(target)
         return tuple(paths)
-
-
-def _atomic_write(path, text):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
