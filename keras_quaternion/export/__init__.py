@@ -1,0 +1,71 @@
+"""Deployment: int8 TFLite export, verified on TFLite Micro, with microcontroller artifacts.
+
+* :func:`to_tflite` — Keras model -> float32 or full-integer int8 flatbuffer, with quaternion
+  layers made real and batch norm folded first (:func:`deploy_model`), and a check that every
+  operator runs on TFLite Micro.
+* :func:`verify_tflite` — the same inputs through LiteRT and TFLite Micro; outputs must agree.
+* :func:`evaluate_tflite` — score a .tflite file on a prepared split with the training metrics.
+* :func:`measure_arena`, :func:`write_micro_artifacts` — measured tensor arena, ``model_data.h``
+  / ``model_data.cc`` / ``model_ops.h``.
+* :func:`export_model` — all of the above plus ``export_report.json`` (what ``kq-export`` runs).
+
+Example:
+    >>> import numpy as np, keras
+    >>> from keras_quaternion import QConv2D
+    >>> x = keras.Input((16, 8, 4))
+    >>> y = keras.layers.GlobalAveragePooling2D()(QConv2D(2, 3, activation="relu")(x))
+    >>> model = keras.Model(x, keras.layers.Dense(3)(y))
+    >>> calib = np.random.default_rng(0).normal(size=(16, 16, 8, 4)).astype("float32")
+    >>> flatbuffer = to_tflite(model, representative_data=calib)
+    >>> verify_tflite(flatbuffer, calib[:8]).top1_agreement
+    1.0
+"""
+
+from keras_quaternion.export.fold import deploy_model, fold_plan
+from keras_quaternion.export.micro import (
+    ArenaMeasurement,
+    MicroArtifacts,
+    measure_arena,
+    write_micro_artifacts,
+)
+from keras_quaternion.export.pipeline import export_model
+from keras_quaternion.export.tflite import (
+    ExportError,
+    check_tflite,
+    inspect_tflite,
+    to_tflite,
+)
+from keras_quaternion.export.tflm_ops import TFLM_BUILTIN_OPS
+from keras_quaternion.export.verify import (
+    VerificationError,
+    VerificationResult,
+    evaluate_tflite,
+    litert_latency,
+    predict_tflite,
+    run_litert,
+    run_tflm,
+    verify_tflite,
+)
+
+__all__ = [
+    "TFLM_BUILTIN_OPS",
+    "ArenaMeasurement",
+    "ExportError",
+    "MicroArtifacts",
+    "VerificationError",
+    "VerificationResult",
+    "check_tflite",
+    "deploy_model",
+    "evaluate_tflite",
+    "export_model",
+    "fold_plan",
+    "inspect_tflite",
+    "litert_latency",
+    "measure_arena",
+    "predict_tflite",
+    "run_litert",
+    "run_tflm",
+    "to_tflite",
+    "verify_tflite",
+    "write_micro_artifacts",
+]

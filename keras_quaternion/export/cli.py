@@ -1,0 +1,222 @@
+"""``kq-export`` / ``kq export``: a trained .keras model -> verified int8 TFLite (+ micro files).
+
+Example::
+
+    kq-export runs/qcnn/model.keras --dataset fsdd --data-dir data/fsdd --out export/ --micro
+
+writes ``export/model_int8.tflite`` (``--float``: ``model_float.tflite``), with ``--micro``
+``model_data.h``, ``model_data.cc`` and ``model_ops.h``, and ``export/export_report.json``.
+
+The dataset and feature options are those of ``kq-train``/``kq-eval`` (same flags, same
+defaults read from the ``metrics.json`` that ``kq-train`` writes next to the model), so the
+model is calibrated and scored on the features it was trained on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from keras_quaternion.training.cli import (
+    check_dataset_name,
+    dataset_cli_options,
+    parse_options,
+    prepare_dataset,
+    run_info,
+)
+
+
+def _fmt(value):
+    return (
+        "n/a"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:.4f}"
+    )
+
+
+@click.command(name="export", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument(
+    "model_path", metavar="MODEL.keras", type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (created).",
+)
+@click.option(
+    "--dataset", default=None, help="Dataset name (default: the one in metrics.json next to MODEL)."
+)
+@click.option("--float", "float_only", is_flag=True, help="Export float32 instead of int8.")
+@click.option("--micro", is_flag=True, help="Also write model_data.h/.cc and model_ops.h.")
+@click.option(
+    "--calibration-samples",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Training examples (seeded random subset) used to calibrate int8 quantization.",
+)
+@click.option("--name", default="model", show_default=True, help="C name of the micro files.")
+@click.option(
+    "--subset",
+    type=click.Choice(["test", "validation", "train"]),
+    default="test",
+    show_default=True,
+    help="Split to score and to draw verification inputs from.",
+)
+@click.option(
+    "--verify-samples",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Inputs compared between LiteRT and TFLite Micro.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Require bit-identical int8 outputs (reject even the proved FULLY_CONNECTED rounding "
+    "difference, see docs/deploy.md).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**31 - 1),
+    default=None,
+    help="Dataset seed (validation carve); default: the training run's.",
+)
+@dataset_cli_options
+def export_command(
+    model_path,
+    out_dir,
+    dataset,
+    float_only,
+    micro,
+    calibration_samples,
+    name,
+    subset,
+    verify_samples,
+    strict,
+    seed,
+    data_dir,
+    sample_rate,
+    clip_seconds,
+    n_mels,
+    fold,
+    split_protocol,
+    options,
+    cache_dir,
+):
+    """Export MODEL.keras to TFLite (int8 by default), verified on TFLite Micro.
+
+    Writes OUT/model_int8.tflite (or model_float.tflite with --float), the micro artifacts with
+    --micro, and OUT/export_report.json (sizes, arena, operators, parameters, MACs, accuracy of
+    float Keras / float TFLite / int8 TFLite, LiteRT latency).
+    """
+    from keras_quaternion.export.micro import micro_symbols
+    from keras_quaternion.export.pipeline import REPORT_NAME, export_model
+    from keras_quaternion.export.tflite import ExportError
+
+    if not model_path.is_file():
+        raise click.BadParameter(f"'{model_path}' does not exist.", param_hint="MODEL.keras")
+    if model_path.suffix.lower() != ".keras":
+        raise click.BadParameter(
+            f"'{model_path}' is not a .keras file; export a model saved by kq-train or "
+            f"model.save('name.keras').",
+            param_hint="MODEL.keras",
+        )
+    try:
+        micro_symbols(name)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--name") from None
+    run = run_info(model_path)
+    dataset = dataset or run.get("dataset")
+    if not dataset:
+        raise click.UsageError(
+            f"--dataset is required: int8 export calibrates on its train split and the report "
+            f"scores its {subset} split, and there is no metrics.json next to '{model_path}' "
+            f"to read it from."
+        )
+    check_dataset_name(dataset)
+    same_data = run.get("dataset") == dataset
+    explicit = parse_options(options, fold, split_protocol)
+    dataset_options = {**(run.get("dataset_options") or {}), **explicit} if same_data else explicit
+    if seed is not None:
+        dataset_options["seed"] = seed
+    feature_config = None
+    if same_data and run.get("feature_config") and sample_rate is None and n_mels is None:
+        from keras_quaternion.features import FeatureConfig
+
+        feature_config = FeatureConfig.from_dict(run["feature_config"])
+        if clip_seconds is None:
+            clip_seconds = run.get("clip_seconds")
+
+    from keras_quaternion.training.loop import load_model
+
+    try:
+        model = load_model(model_path)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    if n_mels is None and feature_config is None:
+        shape = model.input_shape
+        n_mels = shape[2] if isinstance(shape, tuple) and len(shape) == 4 else None
+    progress = sys.stderr.isatty()
+    prepared = prepare_dataset(
+        dataset,
+        data_dir,
+        sample_rate,
+        clip_seconds,
+        n_mels or 64,
+        dataset_options.get("seed", 0),
+        cache_dir,
+        dataset_options,
+        feature_config=feature_config,
+        progress=progress,
+    )
+    try:
+        report = export_model(
+            model,
+            out_dir,
+            prepared=prepared,
+            int8=not float_only,
+            micro=micro,
+            calibration_samples=calibration_samples,
+            split=subset,
+            name=name,
+            verify_samples=verify_samples,
+            strict=strict,
+            progress=progress,
+        )
+    except (ValueError, TypeError, ExportError) as err:
+        raise click.ClickException(str(err)) from None
+
+    exp, arena, acc = report["export"], report["arena"], report["accuracy"] or {}
+    click.echo(f"wrote {os.path.join(out_dir, exp['tflite'])}: {exp['flatbuffer_bytes']} bytes")
+    click.echo(f"operators: {', '.join(exp['operators'])}")
+    click.echo(
+        f"tensor arena: {arena['recommended']} bytes (measured {arena['minimal']}, "
+        f"+{arena['margin']:.0%}, rounded up to 1 KiB)"
+    )
+    ver = report["verification"]
+    click.echo(
+        f"TFLite Micro vs LiteRT: {ver['identical_samples']}/{ver['samples']} identical, max diff "
+        f"{ver['max_abs_diff']:g}, top-1 agreement {ver['top1_agreement']:.3f}"
+    )
+    if acc:
+        parts = [
+            f"{key} {_fmt(acc[key])}"
+            for key in ("keras_float", "tflite_float", "tflite_int8")
+            if key in acc
+        ]
+        click.echo(f"{acc['metric']} on {acc['split']}: " + ", ".join(parts))
+    lat = report["latency"]
+    line = f"LiteRT latency: float {lat['float_ms']:.3f} ms"
+    if "int8_ms" in lat:
+        line += f", int8 {lat['int8_ms']:.3f} ms"
+    click.echo(line)
+    if report["micro"]:
+        click.echo(f"micro files: {', '.join(report['micro']['files'])}")
+    click.echo(f"report: {os.path.join(out_dir, REPORT_NAME)}")
