@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,6 +28,7 @@ import tensorflow as tf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from keras_quaternion import models  # noqa: E402
+from keras_quaternion.files import atomic_write  # noqa: E402
 from keras_quaternion.pruning import (  # noqa: E402
     METHODS,
     prune,
@@ -147,11 +147,7 @@ def main(argv=None):
     text = tables(*run(args.models, args.frames, args.repeats), args.frames, args.repeats)
     print(text)
     if args.out:
-        folder = os.path.dirname(os.path.abspath(args.out))
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, args.out)
+        atomic_write(args.out, text, make_parents=True)
     return 0
 
 

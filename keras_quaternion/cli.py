@@ -2,7 +2,8 @@
 ``kq-distill``, ``kq-export``.
 
 Each command lives with its concept (``training``, ``compress_cli``, ``export``); this module only
-wires them together, importing lazily so that ``kq --help`` does not load TensorFlow.
+wires them together, importing each command's module only when that command runs. (The package's
+``__init__`` quiets TensorFlow's C++ start-up log for these commands.)
 """
 
 from __future__ import annotations

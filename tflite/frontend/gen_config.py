@@ -114,10 +114,10 @@ class HeaderTables:
         self.config = config
         n_fft = config.n_fft
         k = np.arange(n_fft, dtype=np.float64)
-        self.window = 0.5 - 0.5 * np.cos(2.0 * math.pi * k / n_fft)
+        self.window = _snap(0.5 - 0.5 * np.cos(2.0 * math.pi * k / n_fft))
         half = np.arange(n_fft // 2, dtype=np.float64)
-        self.twiddle_re = np.cos(2.0 * math.pi * half / n_fft)
-        self.twiddle_im = -np.sin(2.0 * math.pi * half / n_fft)
+        self.twiddle_re = _snap(np.cos(2.0 * math.pi * half / n_fft))
+        self.twiddle_im = _snap(-np.sin(2.0 * math.pi * half / n_fft))
 
         fb = mel_filterbank(config)  # [n_bins, n_mels]
         starts, counts, offsets, weights = [], [], [], []
@@ -140,9 +140,20 @@ class HeaderTables:
 
         width = config.delta_width
         mats = [savgol_delta_matrices(width, order) for order in DELTA_ORDERS]
-        self.sg_central = np.stack([c for c, _, _ in mats])
-        self.sg_left = np.stack([lm for _, lm, _ in mats])
-        self.sg_right = np.stack([rm for _, _, rm in mats])
+        self.sg_central = _snap(np.stack([c for c, _, _ in mats]))
+        self.sg_left = _snap(np.stack([lm for _, lm, _ in mats]))
+        self.sg_right = _snap(np.stack([rm for _, _, rm in mats]))
+
+
+def _snap(values, eps: float = 1e-12):
+    """Exact zeros for round-off residue (|v| < eps), so the header is the same on every CPU.
+
+    numpy's vectorised cos/sin and the least-squares Savitzky-Golay solve leave ~1e-17 where
+    the exact value is 0; the residue differs between SIMD code paths and would otherwise make
+    the committed header look stale on another machine.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.abs(values) < eps, 0.0, values)
 
 
 def compute_tables(config: FeatureConfig) -> HeaderTables:

@@ -43,6 +43,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gen_config  # noqa: E402  (this folder, put on sys.path above)
 
+from keras_quaternion.files import atomic_write  # noqa: E402
+
 __all__ = [
     "STRICT_CFLAGS",
     "SANITIZE_FLAGS",
@@ -368,10 +370,7 @@ def main(argv=None) -> int:
     result = _memory_rows() if args.memory else _fsdd_parity(args)
     print(_markdown_memory(result) if args.memory else _markdown_parity(result))
     if args.json:
-        path = Path(args.json)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(args.json, json.dumps(result, indent=2) + "\n", make_parents=True)
     return 0
 
 
