@@ -1,13 +1,59 @@
-# Regenerate every figure and table in docs/ (each script names itself next to its figure).
+# Regenerate every figure and table in docs/. Each page names the command behind each figure;
+# this is the list of them. Measured tables are spliced into their page between
+# <!-- generated: NAME --> markers (apps/docs_figures/splice.py). Run from the repository root.
+#
+#   make docs-figures         everything (about an hour on 2 CPU cores)
+#   make docs-figures-quick   only what needs no training (a few minutes)
+#
+# FSDD-based figures read ../shared/data/fsdd unless FSDD=... says otherwise.
 PY ?= python
+FSDD ?= ../shared/data/fsdd
+OUT := build/figures
+SPLICE := $(PY) apps/docs_figures/splice.py
 
-.PHONY: docs-figures docs test lint
+.PHONY: docs-figures docs-figures-quick figures-exact figures-timed figures-trained docs test lint
 
-docs-figures:
+docs-figures: figures-exact figures-timed figures-trained
+
+docs-figures-quick: figures-exact
+
+# exact counts, drawings and generated text: identical on every machine
+figures-exact:
+	mkdir -p $(OUT)
 	$(PY) apps/docs_figures/concepts.py --out docs/img
-	$(PY) benchmarks/model_zoo.py
-	$(PY) benchmarks/bench_layers.py --markdown docs/bench_layers.md
-	$(PY) benchmarks/bench_models.py --markdown docs/bench_models.md
+	$(PY) benchmarks/model_zoo.py --out docs/model_zoo.md
+	$(PY) apps/docs_figures/errors.py --out docs/troubleshooting.md
+	$(PY) tflite/frontend/gen_config.py
+	$(PY) tflite/frontend/parity_report.py --memory > $(OUT)/parity_memory.md
+	$(SPLICE) docs/frontend.md parity_memory $(OUT)/parity_memory.md
+
+# timings: ratios from one run on this machine
+figures-timed:
+	mkdir -p $(OUT)
+	$(PY) benchmarks/bench_layers.py --repeats 10 --out $(OUT)/bench_layers.md
+	$(SPLICE) docs/models.md bench_layers $(OUT)/bench_layers.md
+	$(PY) benchmarks/bench_models.py --repeats 5 --out $(OUT)/bench_models.md
+	$(SPLICE) docs/models.md bench_models $(OUT)/bench_models.md
+	$(PY) benchmarks/bench_pruning.py --out $(OUT)/bench_pruning.md
+	$(SPLICE) docs/pruning.md bench_pruning $(OUT)/bench_pruning.md
+
+# trained on real recordings (FSDD)
+figures-trained:
+	mkdir -p $(OUT)
+	$(PY) tflite/frontend/parity_report.py --data-dir $(FSDD) > $(OUT)/parity.md
+	$(SPLICE) docs/frontend.md parity $(OUT)/parity.md
+	$(PY) benchmarks/bench_export.py --data-dir $(FSDD) --out $(OUT)/bench_export.md
+	$(SPLICE) docs/deploy.md bench_export $(OUT)/bench_export.md
+	kq-train --dataset fsdd --data-dir $(FSDD) --model qcnn6 --width 0.25 --dropout 0.1 \
+		--epochs 8 --lr 0.002 --clip-seconds 0.6 --out $(OUT)/fsdd-qcnn6 --restart
+	cp $(OUT)/fsdd-qcnn6/training_curves.png docs/img/training_fsdd_curves.png
+	cp $(OUT)/fsdd-qcnn6/confusion_matrix.png docs/img/training_fsdd_confusion.png
+	$(PY) apps/paper_recipe.py --dataset fsdd --data-dir $(FSDD) --width 0.125 \
+		--n-mels 32 --layers conv_block2_conv1,conv_block3_conv1,conv_block4_conv1 \
+		--epochs 12 --finetune-epochs 2 --batch-size 64 --lr 0.003 --finetune-lr 0.001 \
+		--tflite per-architecture --out $(OUT)/paper_recipe
+	$(SPLICE) docs/compression.md paper_recipe $(OUT)/paper_recipe/results.md
+	cp $(OUT)/paper_recipe/accuracy_vs_macs.png docs/img/paper_recipe_fsdd.png
 
 docs:
 	mkdocs build --strict

@@ -37,9 +37,15 @@ setup(
             "pytest>=8,<10",
             "pytest-xdist>=3.5,<4",
             "hypothesis>=6.100,<7",
-            "ruff>=0.6",
+            "ruff>=0.17.6,<0.18",
             "ai-edge-litert>=2.0,<3",
             "tflite-micro",
+        ],
+        "docs": [
+            "mkdocs>=1.6,<2",
+            "mkdocs-material>=9.5,<10",
+            "mkdocstrings[python]>=1.0,<2",
+            "mkdocstrings-python>=2.0,<3",
         ],
     },
     entry_points={

@@ -192,7 +192,7 @@ def tables(args, prepared, report, pruned_report, prune_report, twin_int8):
         f"Machine: {env['machine']}; {datetime.date.today().isoformat()}; TensorFlow {env['tensorflow']}, "
         f"LiteRT {env['ai_edge_litert']}, TFLite Micro {env['tflite_micro']}.",
         "",
-        "| model | params | MACs | float .tflite | int8 .tflite (float/int8) | arena (RAM) | accuracy: Keras / TFLite float / TFLite int8 | LiteRT latency float / int8 (speed-up) | TFLM == LiteRT | fits 256 KB / 1 MB |",
+        "| model | params | MACs | float .tflite | int8 .tflite (int8/float) | arena (RAM) | accuracy: Keras / TFLite float / TFLite int8 | LiteRT latency float / int8 (speed-up) | TFLM == LiteRT | fits 256 KB / 1 MB |",
         "|---|---:|---:|---:|---:|---:|---|---|---:|---|",
         *rows,
         "",

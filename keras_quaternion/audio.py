@@ -50,6 +50,7 @@ class AudioDecodeError(ValueError):
     Attributes:
         path: the file (as a string).
         reason: what went wrong, in words.
+        hint: what to do about it (default: re-download or re-extract the file, or remove it).
 
     Example:
         >>> try:

@@ -25,6 +25,7 @@ from keras_quaternion.training.cli import (
     parse_options,
     prepare_dataset,
     run_info,
+    shared_option,
 )
 
 __all__ = ["distill_command", "prune_and_finetune", "prune_command"]
@@ -359,44 +360,14 @@ _CTX = {"help_option_names": ["-h", "--help"]}
     help="Fine-tune the pruned model for this many epochs (0: prune only).",
 )
 @click.option("--kd", is_flag=True, help="Fine-tune with the unpruned MODEL as teacher (Prune+KD).")
-@click.option(
-    "--temperature",
-    type=click.FloatRange(0, None, min_open=True),
-    default=2.0,
-    show_default=True,
-    help="Distillation temperature (with --kd).",
-)
-@click.option(
-    "--alpha",
-    type=click.FloatRange(0, 1),
-    default=0.5,
-    show_default=True,
-    help="Weight of the task loss in distillation (with --kd).",
-)
-@click.option("--batch-size", type=click.IntRange(1, 65536), default=32, show_default=True)
-@click.option(
-    "--lr",
-    type=click.FloatRange(0, 10, min_open=True),
-    default=5e-4,
-    show_default=True,
-    help="Adam learning rate for fine-tuning.",
-)
-@click.option(
-    "--seed",
-    type=click.IntRange(0, 2**31 - 1),
-    default=0,
-    show_default=True,
-    help="Seed of the 'random' method and of fine-tuning.",
-)
-@click.option(
-    "--strategy",
-    type=click.Choice(["default", "mirrored", "multiworker"]),
-    default="default",
-    show_default=True,
-    help="tf.distribute strategy.",
-)
+@shared_option("temperature", help="Distillation temperature (with --kd).")
+@shared_option("alpha", help="Weight of the task loss in distillation (with --kd).")
+@shared_option("batch_size")
+@shared_option("lr", default=5e-4, help="Adam learning rate for fine-tuning.")
+@shared_option("seed", help="Seed of the 'random' method and of fine-tuning.")
+@shared_option("strategy")
 @click.option("--restart", is_flag=True, help="Discard a fine-tuning checkpoint in --out.")
-@click.option("--quiet", "-q", is_flag=True, help="Only print the final summary.")
+@shared_option("quiet")
 @dataset_cli_options
 def prune_command(
     model_path,
@@ -543,38 +514,17 @@ def prune_command(
     help="Output folder.",
 )
 @click.option("--epochs", type=click.IntRange(1, 100000), default=20, show_default=True)
-@click.option(
-    "--temperature",
-    type=click.FloatRange(0, None, min_open=True),
-    default=2.0,
-    show_default=True,
-    help="Distillation temperature.",
-)
-@click.option(
-    "--alpha",
-    type=click.FloatRange(0, 1),
-    default=0.5,
-    show_default=True,
+@shared_option("temperature")
+@shared_option(
+    "alpha",
     help="Weight of the task loss (1 - alpha weighs the teacher-matching loss).",
 )
-@click.option("--batch-size", type=click.IntRange(1, 65536), default=32, show_default=True)
-@click.option(
-    "--lr",
-    type=click.FloatRange(0, 10, min_open=True),
-    default=1e-3,
-    show_default=True,
-    help="Adam learning rate.",
-)
-@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
-@click.option(
-    "--strategy",
-    type=click.Choice(["default", "mirrored", "multiworker"]),
-    default="default",
-    show_default=True,
-    help="tf.distribute strategy.",
-)
+@shared_option("batch_size")
+@shared_option("lr")
+@shared_option("seed")
+@shared_option("strategy")
 @click.option("--restart", is_flag=True, help="Discard a checkpoint in --out.")
-@click.option("--quiet", "-q", is_flag=True, help="Only print the final summary.")
+@shared_option("quiet")
 @dataset_cli_options
 def distill_command(
     teacher_path,

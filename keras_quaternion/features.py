@@ -289,6 +289,9 @@ def mel_filterbank(config: FeatureConfig | None = None) -> np.ndarray:
         ``np.ndarray`` float64 of shape ``[n_fft // 2 + 1, n_mels]`` (a fresh, writable copy);
         ``mel_power = power_spectrum @ mel_filterbank(config)``.
 
+    Raises:
+        TypeError: ``config`` is not a :class:`FeatureConfig`.
+
     Warns:
         UserWarning: when some bands contain no FFT bin (too many mels for the FFT resolution).
 
@@ -559,6 +562,19 @@ def apply_delta_operator(
 
     Raises:
         ValueError: invalid ``width``/``orders``, or a statically known ``frames < width``.
+
+    Example:
+        On ``x[t] = t**2`` the second derivative is 2 everywhere and the first is ``2 t`` away
+        from the edges (where the order-1 fit of the first/last ``width`` frames is used):
+
+        >>> x = tf.reshape(tf.range(12.0) ** 2, [1, 12, 1, 1])
+        >>> d = apply_delta_operator(x, width=5, orders=(1, 2))
+        >>> d.shape
+        TensorShape([1, 12, 1, 2])
+        >>> np.round(d[0, 2:-2, 0, 0].numpy(), 3).tolist()
+        [4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0]
+        >>> np.round(d[0, :, 0, 1].numpy(), 3).tolist()
+        [2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
     """
     width = _check_width(width, "apply_delta_operator: width")
     orders = _check_orders(orders, width, "apply_delta_operator")

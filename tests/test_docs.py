@@ -75,3 +75,48 @@ def test_not_run_marker_needs_a_reason(tmp_path):
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _splice_module():
+    import importlib.util
+
+    path = ROOT / "apps" / "docs_figures" / "splice.py"
+    spec = importlib.util.spec_from_file_location("kq_docs_splice", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_generated_table_is_regenerated_by_make_docs_figures():
+    """Each <!-- generated: NAME --> block in docs/ is spliced by a Makefile rule, and back."""
+    splice = _splice_module()
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    rules = set(re.findall(r"\$\(SPLICE\) (docs/[\w/.-]+\.md) ([\w.-]+) ", makefile))
+    found = set()
+    for page in PAGES:
+        rel = str(page.relative_to(ROOT))
+        for name in splice.markers(page.read_text(encoding="utf-8"), rel):
+            found.add((rel, name))
+    assert found, "no generated blocks found in docs/"
+    assert found == rules, (
+        f"blocks without a Makefile rule: {sorted(found - rules)}; "
+        f"rules without a block: {sorted(rules - found)}"
+    )
+
+
+def test_splice_replaces_only_the_named_block_and_rejects_bad_markers():
+    splice = _splice_module()
+    page = (
+        "intro\n<!-- generated: a -->\nold a\n<!-- /generated: a -->\nmiddle\n"
+        "<!-- generated: b -->\nold b\n<!-- /generated: b -->\nend\n"
+    )
+    new = splice.splice(page, "b", "| new |")
+    assert "old a" in new and "old b" not in new and "\n| new |\n" in new
+    assert new.startswith("intro\n") and new.endswith("<!-- /generated: b -->\nend\n")
+    assert splice.splice(new, "b", "| new |") == new  # idempotent
+    with pytest.raises(ValueError, match="no '<!-- generated: c -->'.*present: a, b"):
+        splice.splice(page, "c", "x")
+    with pytest.raises(ValueError, match="never closed"):
+        splice.markers("<!-- generated: a -->\ntext\n")
+    with pytest.raises(ValueError, match="not opened"):
+        splice.markers("<!-- /generated: a -->\n")

@@ -38,6 +38,21 @@ class DatasetLayoutError(ValueError):
         folder: the folder that was inspected (a string, or ``None`` when no folder was given).
         problem: what is wrong, in words.
         expected_layout: the expected tree, as text.
+
+    Args:
+        dataset: dataset name.
+        folder: the inspected folder, or ``None`` when no ``data_dir`` was given.
+        problem: what is wrong, in words.
+        expected_layout: the expected tree, as text (leading/trailing newlines are stripped).
+
+    Example:
+        >>> err = DatasetLayoutError("esc50", "data/esc50", "the folder does not exist", "ESC-50/")
+        >>> print(err)
+        Dataset 'esc50': the folder does not exist (in 'data/esc50').
+        Expected layout (point data_dir / --data-dir at the top folder):
+        ESC-50/
+        >>> isinstance(err, ValueError), err.folder
+        (True, 'data/esc50')
     """
 
     def __init__(
@@ -68,6 +83,13 @@ class HDF5Source:
         dataset: name of the waveform dataset, ``[N, samples]`` int16 (scaled by 1/32768) or float.
         sample_rate: rate of the stored waveforms (PANNs: 32000).
         name: display name (e.g. the clip's ``audio_name``).
+
+    Example:
+        >>> src = HDF5Source("balanced_train.h5", 7, name="Y0abc.wav")
+        >>> str(src), src.dataset, src.sample_rate
+        ('balanced_train.h5[7] (Y0abc.wav)', 'waveform', 32000)
+        >>> Example(src, label=np.zeros(527, np.float32)).name
+        'balanced_train.h5[7] (Y0abc.wav)'
     """
 
     path: str
@@ -147,6 +169,15 @@ class DecodedSplit(NamedTuple):
         labels: int64 ``[N]`` (single-label) or float32 ``[N, num_classes]`` (multi-label).
         examples: the ``N`` examples that decoded, in order.
         skipped: ``[(name, reason), ...]`` for the examples that did not decode.
+
+    Example:
+        >>> ds = AudioDataset("tiny", ["a", "b"], False, 8000, {"train": [
+        ...     Example(np.zeros(800, np.float32), 0, sample_rate=8000),
+        ...     Example(np.ones(400, np.float32), 1, sample_rate=8000)]})
+        >>> waves, labels, examples, skipped = ds.decode(
+        ...     "train", sample_rate=8000, clip_seconds=0.1, progress=False)
+        >>> waves.shape, labels.tolist(), len(examples), skipped
+        ((2, 800), [0, 1], 2, [])
     """
 
     waveforms: np.ndarray | list[np.ndarray]
@@ -522,7 +553,28 @@ def stratified_holdout(
 
 
 def require_dir(dataset: str, data_dir: str | os.PathLike | None, layout: str) -> Path:
-    """Resolve ``data_dir`` or raise :class:`DatasetLayoutError` (None / missing / not a folder)."""
+    """Resolve ``data_dir`` or raise :class:`DatasetLayoutError` (None / missing / not a folder).
+
+    Args:
+        dataset: dataset name, for the error message.
+        data_dir: the folder given by the user (``~`` is expanded), or ``None``.
+        layout: the expected tree, shown in the error message.
+
+    Returns:
+        The resolved (absolute) folder.
+
+    Raises:
+        DatasetLayoutError: ``data_dir`` is ``None``, does not exist, or is a file.
+
+    Example:
+        >>> require_dir("mine", ".", "mine/").is_dir()
+        True
+        >>> try:
+        ...     require_dir("mine", "no_such_folder", "mine/")
+        ... except DatasetLayoutError as err:
+        ...     print(err.problem)
+        the folder does not exist
+    """
     if data_dir is None:
         raise DatasetLayoutError(
             dataset, None, "this dataset needs data_dir (--data-dir) pointing at its files", layout
@@ -542,7 +594,26 @@ AUDIO_EXTENSIONS = frozenset(
 
 
 def list_audio(folder: Path, recursive: bool = True) -> list[Path]:
-    """Sorted audio files under ``folder`` (by extension, case-insensitive; hidden files skipped)."""
+    """Sorted audio files under ``folder`` (by extension, case-insensitive; hidden files skipped).
+
+    Only the file name is checked (against :data:`AUDIO_EXTENSIONS`); nothing is decoded.
+
+    Args:
+        folder: the folder to scan.
+        recursive: also scan sub-folders.
+
+    Returns:
+        Sorted paths of the audio files.
+
+    Example:
+        >>> for name in ["a/x.wav", "a/y.FLAC", "a/.hidden.wav", "a/notes.txt", "a/b/z.mp3"]:
+        ...     Path(name).parent.mkdir(parents=True, exist_ok=True)
+        ...     Path(name).touch()
+        >>> [p.name for p in list_audio(Path("a"))]
+        ['z.mp3', 'x.wav', 'y.FLAC']
+        >>> [p.name for p in list_audio(Path("a"), recursive=False)]
+        ['x.wav', 'y.FLAC']
+    """
     it = folder.rglob("*") if recursive else folder.iterdir()
     files = [
         p
@@ -553,7 +624,28 @@ def list_audio(folder: Path, recursive: bool = True) -> list[Path]:
 
 
 def check_choice(dataset: str, option: str, value: Any, allowed: Sequence[Any]) -> Any:
-    """Raise ``ValueError`` naming the option unless ``value`` is one of ``allowed``."""
+    """Raise ``ValueError`` naming the option unless ``value`` is one of ``allowed``.
+
+    Args:
+        dataset: dataset name, for the error message.
+        option: option name, for the error message.
+        value: the value given.
+        allowed: the allowed values.
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        ValueError: ``value`` is not in ``allowed``.
+
+    Example:
+        >>> check_choice("ravdess", "modality", "speech", ["speech", "song"])
+        'speech'
+        >>> check_choice("ravdess", "modality", "both", ["speech", "song"])
+        Traceback (most recent call last):
+        ...
+        ValueError: Dataset 'ravdess': option modality='both' is not allowed; choose one of [...].
+    """
     if value not in allowed:
         raise ValueError(
             f"Dataset '{dataset}': option {option}={value!r} is not allowed; choose one of "
@@ -563,7 +655,29 @@ def check_choice(dataset: str, option: str, value: Any, allowed: Sequence[Any]) 
 
 
 def check_int(dataset: str, option: str, value: Any, lo: int, hi: int | None = None) -> int:
-    """Raise ``ValueError`` naming the option unless ``value`` is an int in ``[lo, hi]``."""
+    """Raise ``ValueError`` naming the option unless ``value`` is an int in ``[lo, hi]``.
+
+    Args:
+        dataset: dataset name, for the error message.
+        option: option name, for the error message.
+        value: the value given (a Python or NumPy integer; ``bool`` is refused).
+        lo: smallest allowed value.
+        hi: largest allowed value (``None``: no upper bound).
+
+    Returns:
+        ``value`` as a Python ``int``.
+
+    Raises:
+        ValueError: ``value`` is not an integer (or is a ``bool``), or is outside ``[lo, hi]``.
+
+    Example:
+        >>> check_int("esc50", "fold", np.int64(3), 1, 5)
+        3
+        >>> check_int("esc50", "fold", 6, 1, 5)
+        Traceback (most recent call last):
+        ...
+        ValueError: Dataset 'esc50': option fold=6 is out of range 1..5.
+    """
     rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise ValueError(
@@ -575,7 +689,30 @@ def check_int(dataset: str, option: str, value: Any, lo: int, hi: int | None = N
 
 
 def check_fraction(dataset: str, option: str, value: Any, *, allow_zero: bool = False) -> float:
-    """Raise ``ValueError`` naming the option unless ``value`` is in (0, 1) (or [0, 1))."""
+    """Raise ``ValueError`` naming the option unless ``value`` is in (0, 1) (or [0, 1)).
+
+    Args:
+        dataset: dataset name, for the error message.
+        option: option name, for the error message.
+        value: the value given (anything ``float()`` accepts).
+        allow_zero: accept ``0`` too (the range becomes ``[0, 1)``).
+
+    Returns:
+        ``value`` as a ``float``.
+
+    Raises:
+        ValueError: ``value`` is not a number or is outside the range.
+
+    Example:
+        >>> check_fraction("fsdd", "validation_fraction", "0.25")
+        0.25
+        >>> check_fraction("fsdd", "validation_fraction", 0, allow_zero=True)
+        0.0
+        >>> check_fraction("fsdd", "validation_fraction", 1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: Dataset 'fsdd': option validation_fraction must be a fraction in (0, 1), ...
+    """
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -592,7 +729,34 @@ def check_fraction(dataset: str, option: str, value: Any, *, allow_zero: bool = 
 def read_csv_rows(
     dataset: str, path: Path, required: Sequence[str], layout: str, *, comment: str | None = None
 ) -> list[dict[str, str]]:
-    """Read a CSV with a header into dicts, checking that ``required`` columns exist."""
+    """Read a CSV with a header into dicts, checking that ``required`` columns exist.
+
+    Column names and values are stripped of surrounding spaces; a UTF-8 byte-order mark is
+    ignored.
+
+    Args:
+        dataset: dataset name, for the error message.
+        path: the CSV file.
+        required: column names that must be present.
+        layout: the expected tree, shown in the error message.
+        comment: skip lines starting with this prefix (``None``: skip none).
+
+    Returns:
+        One ``{column: value}`` dict per data row, in file order.
+
+    Raises:
+        DatasetLayoutError: the file is missing, or lacks a required column.
+
+    Example:
+        >>> _ = Path("meta.csv").write_text("# a comment\\nfilename, class\\ndog.wav, dog\\n")
+        >>> read_csv_rows("mine", Path("meta.csv"), ["filename", "class"], "meta.csv", comment="#")
+        [{'filename': 'dog.wav', 'class': 'dog'}]
+        >>> try:
+        ...     read_csv_rows("mine", Path("meta.csv"), ["fold"], "meta.csv", comment="#")
+        ... except DatasetLayoutError as err:
+        ...     print(err.problem)
+        'meta.csv' lacks the column(s) ['fold']; it has ['filename', 'class']
+    """
     import csv
 
     if not path.is_file():

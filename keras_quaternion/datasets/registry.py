@@ -22,6 +22,13 @@ class DatasetSpec:
         description: one line.
         layout: the expected on-disk tree (empty for generated data).
         needs_data_dir: ``False`` for generated datasets (``synthetic``).
+
+    Example:
+        >>> s = spec("esc50")
+        >>> s.needs_data_dir, s.options
+        (True, {'fold': 1, 'esc10': False, 'validation_fraction': 0.1, 'seed': 0})
+        >>> spec("synthetic").needs_data_dir
+        False
     """
 
     name: str
@@ -86,8 +93,22 @@ def names() -> list[str]:
 def spec(name: str) -> DatasetSpec:
     """The :class:`DatasetSpec` of a dataset.
 
+    Args:
+        name: a registered dataset name (see :func:`names`).
+
+    Returns:
+        The dataset's :class:`DatasetSpec`.
+
     Raises:
         ValueError: unknown name (the message lists the known names).
+
+    Example:
+        >>> spec("fsdd").description
+        'Free Spoken Digit Dataset: 10 digits, 6 speakers, 3000 clips at 8 kHz.'
+        >>> spec("nope")
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown dataset 'nope'; known datasets: audioset, csv, esc50, ...
     """
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"Unknown dataset {name!r}; known datasets: {', '.join(names())}.")
@@ -97,8 +118,20 @@ def spec(name: str) -> DatasetSpec:
 def expected_layout(name: str) -> str:
     """The expected on-disk layout tree of a dataset (empty for generated ones).
 
+    Args:
+        name: a registered dataset name (see :func:`names`).
+
+    Returns:
+        The layout tree, as text.
+
     Raises:
         ValueError: unknown name.
+
+    Example:
+        >>> print(expected_layout("esc50").splitlines()[0])
+        ESC-50/                       <- data_dir
+        >>> expected_layout("synthetic")
+        ''
     """
     return spec(name).layout
 

@@ -39,6 +39,17 @@ class FoldedAway(keras.layers.Layer):
     """Stands in for a batch norm folded into the layer before it; passes its input through.
 
     Accepts the ``mask``/``training`` arguments a batch norm call may have been recorded with.
+
+    Shape:
+        Any input; the output is the input, unchanged.
+
+    Example:
+        >>> layer = FoldedAway(name="bn1")
+        >>> x = np.arange(8, dtype="float32").reshape(1, 8)
+        >>> bool(np.array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x))
+        True
+        >>> layer.compute_output_shape((None, 8)), layer.count_params()
+        ((None, 8), 0)
     """
 
     def call(self, inputs, mask=None, training=None):
@@ -274,6 +285,7 @@ def deploy_model(model, *, batch_size=None, input_shape=None):
         convolution. The input ``model`` is not modified.
 
     Raises:
+        TypeError: ``model`` is not a ``keras.Model``.
         ValueError: ``model`` is a subclassed model (not functional/Sequential), an unbuilt
             Sequential model, or ``input_shape`` does not fit the model's input.
 

@@ -30,7 +30,24 @@ VERIFY_SAMPLES = 8
 
 
 class ExportError(RuntimeError):
-    """A model cannot be exported as requested (not quantizable, unsupported operator, ...)."""
+    """A model cannot be exported as requested (not quantizable, unsupported operator, ...).
+
+    Raised by :func:`to_tflite` and :func:`check_tflite`; the message names the operators and,
+    where known, the Keras layers they came from. A subclass of ``RuntimeError``.
+
+    Example:
+        A float32 flatbuffer is not a full-integer model:
+
+        >>> import keras
+        >>> x = keras.Input((4,))
+        >>> model = keras.Model(x, keras.layers.Dense(2, activation="relu", name="head")(x))
+        >>> flatbuffer = to_tflite(model, int8=False)
+        >>> try:
+        ...     check_tflite(flatbuffer, int8=True)
+        ... except ExportError as err:
+        ...     print(str(err).splitlines()[0])
+        The converted model cannot run on TFLite Micro as a full-integer int8 model:
+    """
 
 
 def _schema():
@@ -47,7 +64,30 @@ def _schema():
 
 @dataclasses.dataclass(frozen=True)
 class TensorInfo:
-    """One tensor of a TFLite flatbuffer."""
+    """One tensor of a TFLite flatbuffer.
+
+    Attributes:
+        index: position in the subgraph's tensor list.
+        name: the tensor name the converter gave it (TensorFlow name scopes).
+        dtype: TFLite type name, e.g. ``"INT8"``, ``"FLOAT32"``.
+        shape: the static shape, e.g. ``(1, 4)`` (the batch axis is fixed to 1 by export).
+        is_constant: whether its data is stored in the flatbuffer (weights, biases, shapes).
+        scale: per-tensor quantization scale, or ``None`` (float, or per-channel quantized).
+        zero_point: per-tensor quantization zero point, or ``None``.
+        nbytes: bytes of constant data stored in the flatbuffer (0 for activations).
+
+    Example:
+        >>> import keras
+        >>> x = keras.Input((4,))
+        >>> model = keras.Model(x, keras.layers.Dense(2, activation="relu", name="head")(x))
+        >>> flatbuffer = to_tflite(model, int8=False)
+        >>> info = inspect_tflite(flatbuffer)
+        >>> t = info.input
+        >>> t.dtype, t.shape, t.is_constant, t.scale
+        ('FLOAT32', (1, 4), False, None)
+        >>> [t.nbytes for t in info.tensors if t.is_constant]  # the 2x4 float32 kernel
+        [32]
+    """
 
     index: int
     name: str
@@ -61,7 +101,25 @@ class TensorInfo:
 
 @dataclasses.dataclass(frozen=True)
 class OperatorInfo:
-    """One operator of a TFLite flatbuffer (first subgraph)."""
+    """One operator of a TFLite flatbuffer (first subgraph).
+
+    Attributes:
+        index: position in execution order.
+        name: builtin name such as ``"CONV_2D"`` or ``"CUSTOM:<code>"``.
+        inputs: tensor indices of its inputs (``-1``: an omitted optional input, e.g. no bias).
+        outputs: tensor indices of its outputs.
+        activation: fused activation (``"NONE"``, ``"RELU"``, ...), or ``None`` if the operator
+            has none.
+
+    Example:
+        >>> import keras
+        >>> x = keras.Input((4,))
+        >>> model = keras.Model(x, keras.layers.Dense(2, activation="relu", name="head")(x))
+        >>> flatbuffer = to_tflite(model, int8=False)
+        >>> op = inspect_tflite(flatbuffer).operators[0]
+        >>> op.index, op.name, op.activation, len(op.inputs), len(op.outputs)
+        (0, 'FULLY_CONNECTED', 'RELU', 3, 1)
+    """
 
     index: int
     name: str  #: builtin name such as ``"CONV_2D"`` or ``"CUSTOM:<code>"``
@@ -80,6 +138,17 @@ class TFLiteInfo:
         tensors: all tensors of the main subgraph.
         inputs, outputs: tensor indices of the subgraph's inputs and outputs.
         num_subgraphs: number of subgraphs (control flow adds some).
+
+    Example:
+        >>> import keras
+        >>> x = keras.Input((4,))
+        >>> model = keras.Model(x, keras.layers.Dense(2, activation="relu", name="head")(x))
+        >>> flatbuffer = to_tflite(model, int8=False)
+        >>> info = inspect_tflite(flatbuffer)
+        >>> info.size == len(flatbuffer), info.op_kinds, info.num_subgraphs
+        (True, ['FULLY_CONNECTED'], 1)
+        >>> info.input.shape, info.output.shape, info.constant_bytes
+        ((1, 4), (1, 2), 32)
     """
 
     size: int
@@ -244,6 +313,14 @@ def operator_layers(info, model):
 
     Returns:
         A list, one entry per operator: the layer name, or ``None`` where unknown.
+
+    Example:
+        >>> import keras
+        >>> x = keras.Input((4,))
+        >>> model = keras.Model(x, keras.layers.Dense(2, activation="relu", name="head")(x))
+        >>> flatbuffer = to_tflite(model, int8=False)
+        >>> operator_layers(inspect_tflite(flatbuffer), model)
+        ['head']
     """
     names = _layer_names(model)
     producer = {}

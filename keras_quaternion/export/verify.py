@@ -36,7 +36,23 @@ from keras_quaternion.export.tflite import ExportError, _as_bytes, inspect_tflit
 
 
 class VerificationError(ExportError):
-    """LiteRT and TFLite Micro disagree on an exported model beyond the proved rounding case."""
+    """LiteRT and TFLite Micro disagree on an exported model beyond the proved rounding case.
+
+    Raised by :func:`verify_tflite` (and so by :func:`~keras_quaternion.export.to_tflite` and
+    :func:`~keras_quaternion.export.export_model`); the message names the first diverging
+    operator(s). A subclass of :class:`~keras_quaternion.export.tflite.ExportError`, so one
+    ``except ExportError`` catches every export failure.
+
+    Example:
+        >>> err = VerificationError("int8 model: TFLite Micro and LiteRT outputs differ ...")
+        >>> isinstance(err, ExportError), isinstance(err, RuntimeError)
+        (True, True)
+        >>> try:
+        ...     raise err
+        ... except ExportError as caught:
+        ...     print(type(caught).__name__)
+        VerificationError
+    """
 
 
 # --------------------------------------------------------------------------- runtimes
@@ -90,7 +106,25 @@ def _tflm(tflite_model, *, arena_size=None, preserve=False):
 
 @dataclasses.dataclass(frozen=True)
 class IOSpec:
-    """Input/output dtype and quantization of a flatbuffer."""
+    """Input/output dtype and quantization of a flatbuffer.
+
+    Attributes:
+        input_shape: shape of the first input tensor, batch axis included (``(1, ...)``).
+        input_dtype: its numpy dtype (``int8`` for a full-integer model, else ``float32``).
+        input_scale: its quantization scale, or ``None`` for a float input.
+        input_zero_point: its quantization zero point, or ``None`` for a float input.
+        output_shape: shape of the first output tensor, batch axis included.
+        output_dtype: its numpy dtype.
+        output_scale: its quantization scale, or ``None``.
+        output_zero_point: its quantization zero point, or ``None``.
+
+    Example:
+        Normally read by :func:`io_spec`; built by hand here:
+
+        >>> spec = IOSpec((1, 4), np.dtype("int8"), 0.5, -1, (1, 2), np.dtype("int8"), 0.1, 0)
+        >>> spec.quantized
+        True
+    """
 
     input_shape: tuple
     input_dtype: np.dtype
@@ -120,7 +154,21 @@ def io_spec(tflite_model):
         An :class:`IOSpec`.
 
     Raises:
-        ValueError: an input/output type other than int8/uint8/int16/float32.
+        TypeError: ``tflite_model`` is not bytes.
+        ValueError: not a TFLite flatbuffer, or an input/output type other than
+            int8/uint8/int16/float32.
+
+    Example:
+        >>> import keras
+        >>> from keras_quaternion.export import to_tflite
+        >>> x = keras.Input((4,))
+        >>> init = keras.initializers.GlorotUniform(seed=0)
+        >>> model = keras.Model(x, keras.layers.Dense(3, kernel_initializer=init)(x))
+        >>> calib = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+        >>> flatbuffer = to_tflite(model, representative_data=calib)  # int8
+        >>> spec = io_spec(flatbuffer)
+        >>> spec.input_shape, spec.input_dtype, spec.output_shape, spec.quantized
+        ((1, 4), dtype('int8'), (1, 3), True)
     """
     info = inspect_tflite(tflite_model)
     specs = []
@@ -160,6 +208,14 @@ def quantize(x, scale, zero_point, dtype=np.int8):
 def dequantize(q, scale, zero_point):
     """Integer -> float32: ``(q - zero_point) * scale``.
 
+    Args:
+        q: integer array (any shape).
+        scale: the tensor's quantization scale.
+        zero_point: the tensor's quantization zero point.
+
+    Returns:
+        A float32 array of the same shape.
+
     Example:
         >>> dequantize(np.array([-1, 1], np.int8), 0.5, -1).tolist()
         [0.0, 1.0]
@@ -168,7 +224,29 @@ def dequantize(q, scale, zero_point):
 
 
 def prepare_inputs(spec, inputs):
-    """Float inputs ``(N, ...)`` -> the model's input dtype (quantized for int8 models)."""
+    """Float inputs ``(N, ...)`` -> the model's input dtype (quantized for int8 models).
+
+    Args:
+        spec: the model's :class:`IOSpec` (from :func:`io_spec`).
+        inputs: ``(N, *input_shape)`` without the model's batch axis of 1; float, or already
+            of the model's integer input dtype (then returned as is).
+
+    Returns:
+        ``(N, *input_shape)``: quantized with the input scale and zero point for an integer
+        model, else float32.
+
+    Raises:
+        ValueError: ``inputs`` do not have the shape ``(N, *input_shape)``.
+
+    Example:
+        >>> spec = IOSpec((1, 4), np.dtype("int8"), 0.5, -1, (1, 2), np.dtype("int8"), 0.1, 0)
+        >>> prepare_inputs(spec, np.array([[0.0, 1.0, -100.0, 2.0]])).tolist()
+        [[-1, 1, -128, 3]]
+        >>> prepare_inputs(spec, np.zeros((2, 5)))
+        Traceback (most recent call last):
+        ...
+        ValueError: Inputs have shape (2, 5) but the .tflite model expects (N, *(4,)) ...
+    """
     x = np.asarray(inputs)
     expected = tuple(spec.input_shape[1:])
     if x.shape[1:] != expected:
@@ -198,6 +276,18 @@ def run_litert(tflite_model, inputs, *, reference=False, num_threads=1):
 
     Raises:
         ValueError: inputs of the wrong shape.
+
+    Example:
+        >>> import keras
+        >>> from keras_quaternion.export import to_tflite
+        >>> x = keras.Input((4,))
+        >>> init = keras.initializers.GlorotUniform(seed=0)
+        >>> model = keras.Model(x, keras.layers.Dense(3, kernel_initializer=init)(x))
+        >>> calib = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+        >>> flatbuffer = to_tflite(model, representative_data=calib)  # int8
+        >>> out = run_litert(flatbuffer, calib[:5], reference=True)
+        >>> out.shape, out.dtype
+        ((5, 3), dtype('int8'))
     """
     spec = io_spec(tflite_model)
     x = prepare_inputs(spec, inputs)
@@ -224,8 +314,22 @@ def run_tflm(tflite_model, inputs, *, arena_size=None):
         Raw outputs ``(N, *output_shape)`` in the model's output dtype.
 
     Raises:
-        ValueError: ``arena_size`` below ``MIN_ARENA_PROBE`` (1024) bytes.
+        ValueError: inputs of the wrong shape, or ``arena_size`` below ``MIN_ARENA_PROBE``
+            (1024) bytes.
         RuntimeError: TFLite Micro cannot allocate or run the model (e.g. arena too small).
+
+    Example:
+        >>> import keras
+        >>> from keras_quaternion.export import to_tflite
+        >>> x = keras.Input((4,))
+        >>> init = keras.initializers.GlorotUniform(seed=0)
+        >>> model = keras.Model(x, keras.layers.Dense(3, kernel_initializer=init)(x))
+        >>> calib = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+        >>> flatbuffer = to_tflite(model, representative_data=calib)  # int8
+        >>> micro = run_tflm(flatbuffer, calib[:5])
+        >>> reference = run_litert(flatbuffer, calib[:5], reference=True)
+        >>> micro.shape, bool(np.array_equal(micro, reference))
+        ((5, 3), True)
     """
     spec = io_spec(tflite_model)
     x = prepare_inputs(spec, inputs)
@@ -395,6 +499,20 @@ class VerificationResult:
             to be the FULLY_CONNECTED single/double rounding difference.
         default_kernels_max_abs_diff: largest difference TFLite Micro vs LiteRT's default
             (XNNPACK) kernels, for information.
+
+    Example:
+        >>> import keras
+        >>> from keras_quaternion.export import to_tflite
+        >>> x = keras.Input((4,))
+        >>> init = keras.initializers.GlorotUniform(seed=0)
+        >>> model = keras.Model(x, keras.layers.Dense(3, kernel_initializer=init)(x))
+        >>> calib = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+        >>> flatbuffer = to_tflite(model, representative_data=calib)  # int8
+        >>> result = verify_tflite(flatbuffer, calib)
+        >>> result.samples, result.int8, result.identical, result.top1_agreement
+        (16, True, True, 1.0)
+        >>> sorted(dataclasses.asdict(result))[:3]
+        ['default_kernels_max_abs_diff', 'identical_samples', 'int8']
     """
 
     samples: int
@@ -571,6 +689,22 @@ def predict_tflite(path_or_bytes, features, *, runtime="litert", progress=False)
     Raises:
         FileNotFoundError: the path does not exist.
         ValueError: unknown ``runtime`` or features of the wrong shape.
+
+    Example:
+        >>> import keras
+        >>> from keras_quaternion.export import to_tflite
+        >>> x = keras.Input((4,))
+        >>> init = keras.initializers.GlorotUniform(seed=0)
+        >>> model = keras.Model(x, keras.layers.Dense(3, kernel_initializer=init)(x))
+        >>> calib = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+        >>> flatbuffer = to_tflite(model, representative_data=calib)  # int8
+        >>> with open("model.tflite", "wb") as f:
+        ...     _ = f.write(flatbuffer)
+        >>> probs = predict_tflite("model.tflite", calib[:5])
+        >>> probs.shape, probs.dtype
+        ((5, 3), dtype('float32'))
+        >>> float(np.max(np.abs(probs - np.asarray(model(calib[:5]))))) < 0.1  # int8 rounding
+        True
     """
     from tqdm.auto import tqdm
 

@@ -97,7 +97,32 @@ class _QuaternionWeightsMixin:
 
 
 class QConv(_QuaternionWeightsMixin, keras.layers.Layer):
-    """N-d quaternion convolution (base of :class:`QConv1D` and :class:`QConv2D`)."""
+    """N-d quaternion convolution (base of :class:`QConv1D` and :class:`QConv2D`).
+
+    Not used directly: a subclass sets the class attribute ``rank`` (1 or 2). The arguments are
+    those of :class:`QConv2D`, with ``rank``-tuples for ``kernel_size``, ``strides`` and
+    ``dilation_rate``. The quaternion weights are stored as the component tensor ``kernel`` of
+    shape ``(4, *kernel_size, C, filters)``; :meth:`real_kernel` assembles the real kernel
+    ``(*kernel_size, 4C, 4*filters)`` the layer convolves with.
+
+    Shape:
+        Input ``(batch, *spatial, 4C)``; output ``(batch, *spatial', 4*filters)``.
+
+    Raises:
+        ValueError: non-positive ``filters``, bad ``kernel_size``/``strides``/
+            ``dilation_rate``/``padding``, ``strides > 1`` together with ``dilation_rate > 1``,
+            or an input whose channel count is not a positive multiple of 4.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = QConv1D(2, 3)
+        >>> isinstance(layer, QConv), layer.rank
+        (True, 1)
+        >>> tuple(layer(np.zeros((1, 10, 8), "float32")).shape)
+        (1, 8, 8)
+        >>> tuple(layer.kernel.shape), tuple(layer.real_kernel().shape)
+        ((4, 3, 2, 2), (3, 8, 8))
+    """
 
     rank = None
 
@@ -210,13 +235,19 @@ class QConv2D(QConv):
     Args:
         filters: number of quaternion output filters (``4*filters`` real channels out).
         kernel_size: int or ``(kh, kw)``.
-        strides, padding (``"valid"``/``"same"``), dilation_rate: as ``keras.layers.Conv2D``.
-        activation, use_bias: as ``keras.layers.Conv2D``.
+        strides: int or ``(sh, sw)``, as ``keras.layers.Conv2D``.
+        padding: ``"valid"`` or ``"same"``.
+        dilation_rate: int or ``(dh, dw)``, as ``keras.layers.Conv2D``.
+        activation: activation applied to the output (as ``keras.layers.Conv2D``).
+        use_bias: add a learned bias of ``4*filters`` values.
         kernel_initializer: ``"quaternion"`` (Parcollet, Glorot criterion; the default),
             ``"quaternion_he"``, a :class:`QuaternionInitializer`, or any Keras initializer
             (applied to the ``(4, kh, kw, C, filters)`` component tensor).
-        bias_initializer, kernel_regularizer, bias_regularizer, kernel_constraint,
-        bias_constraint: as in Keras.
+        bias_initializer: Keras initializer of the bias.
+        kernel_regularizer: Keras regularizer of the component tensor.
+        bias_regularizer: Keras regularizer of the bias.
+        kernel_constraint: Keras constraint of the component tensor.
+        bias_constraint: Keras constraint of the bias.
 
     Shape:
         Input ``(batch, H, W, 4C)``; output ``(batch, H', W', 4*filters)``.
@@ -258,8 +289,16 @@ class QDense(_QuaternionWeightsMixin, keras.layers.Layer):
 
     Args:
         units: number of quaternion output units (``4*units`` real outputs).
-        activation, use_bias, initializers, regularizers, constraints: as ``keras.layers.Dense``
-            (the default kernel initializer is ``"quaternion"``).
+        activation: activation applied to the output (as ``keras.layers.Dense``).
+        use_bias: add a learned bias of ``4*units`` values.
+        kernel_initializer: ``"quaternion"`` (the default), ``"quaternion_he"``, a
+            :class:`QuaternionInitializer` or any Keras initializer of the ``(4, C, units)``
+            component tensor.
+        bias_initializer: Keras initializer of the bias.
+        kernel_regularizer: Keras regularizer of the component tensor.
+        bias_regularizer: Keras regularizer of the bias.
+        kernel_constraint: Keras constraint of the component tensor.
+        bias_constraint: Keras constraint of the bias.
 
     Shape:
         Input ``(..., 4C)``; output ``(..., 4*units)``. ``4·C·units`` weights (+ ``4·units`` bias).

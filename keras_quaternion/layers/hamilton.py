@@ -67,7 +67,27 @@ def assemble_hamilton_kernel(components):
 
 
 def check_quaternion_channels(layer_name, shape, what="input"):
-    """Return the number of quaternion units of ``shape[-1]``; raise if it is not a multiple of 4."""
+    """Return the number of quaternion units of ``shape[-1]``; raise if it is not a multiple of 4.
+
+    Args:
+        layer_name: name of the calling layer, for the error message.
+        shape: a tensor shape, channels last (``(..., 4C)``).
+        what: what the shape belongs to (``"input"``, ...), for the error message.
+
+    Returns:
+        ``C = shape[-1] // 4``.
+
+    Raises:
+        ValueError: the last axis is unknown (``None``), zero or not a multiple of 4.
+
+    Example:
+        >>> check_quaternion_channels("qconv", (None, 16, 16, 12))
+        3
+        >>> check_quaternion_channels("qconv", (None, 16, 16, 6))
+        Traceback (most recent call last):
+        ...
+        ValueError: Layer 'qconv' expects quaternion inputs: the last axis must hold 4·C real ...
+    """
     channels = shape[-1]
     if channels is None:
         raise ValueError(

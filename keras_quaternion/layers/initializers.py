@@ -83,7 +83,26 @@ class QuaternionInitializer(keras.initializers.Initializer):
 
 
 def get_quaternion_initializer(identifier):
-    """Resolve ``"quaternion"``, ``"quaternion_glorot"``, ``"quaternion_he"`` or any Keras initializer."""
+    """Resolve ``"quaternion"``, ``"quaternion_glorot"``, ``"quaternion_he"`` or any Keras initializer.
+
+    Args:
+        identifier: one of the three quaternion names (case-insensitive), or anything
+            ``keras.initializers.get`` accepts (a name, a config dict, an initializer, ``None``).
+
+    Returns:
+        A :class:`QuaternionInitializer` (``"glorot"`` criterion for ``"quaternion"`` and
+        ``"quaternion_glorot"``, ``"he"`` for ``"quaternion_he"``), else what
+        ``keras.initializers.get`` returns.
+
+    Raises:
+        ValueError: ``keras.initializers.get`` cannot interpret ``identifier``.
+
+    Example:
+        >>> get_quaternion_initializer("Quaternion_He").criterion
+        'he'
+        >>> type(get_quaternion_initializer("he_normal")).__name__
+        'HeNormal'
+    """
     if isinstance(identifier, str):
         name = identifier.lower()
         if name in ("quaternion", "quaternion_glorot"):

@@ -29,7 +29,8 @@ class QBatchNormalization(keras.layers.Layer):
         momentum: moving-average momentum, in ``[0, 1)``.
         epsilon: positive regulariser added to the variance / covariance diagonal.
         whiten: full 4x4 whitening instead of the per-unit variance.
-        center, scale: learn ``β`` and ``γ``/``Γ``.
+        center: learn the offset ``β`` (one per component).
+        scale: learn the scale ``γ`` (one per unit), or ``Γ`` (4x4 per unit) with ``whiten``.
 
     Shape:
         Input ``(batch, ..., 4F)``; output of the same shape.

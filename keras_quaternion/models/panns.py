@@ -34,7 +34,25 @@ RESNET_FC = 2048
 
 
 def poolings(family):
-    """How many 2x2 average poolings a family applies (each halves frames and mel bins)."""
+    """How many 2x2 average poolings a family applies (each halves frames and mel bins).
+
+    Args:
+        family: ``"cnn6"``, ``"cnn10"``, ``"cnn14"``, ``"resnet22"`` or ``"resnet38"``.
+
+    Returns:
+        The number of poolings; inputs need at least ``2**poolings`` frames and mel bins.
+
+    Raises:
+        KeyError: unknown family.
+
+    Example:
+        >>> poolings("cnn6"), poolings("cnn14"), poolings("resnet38")
+        (4, 5, 5)
+        >>> poolings("vgg")
+        Traceback (most recent call last):
+        ...
+        KeyError: "Unknown PANNs family 'vgg'; known: cnn6, cnn10, cnn14, resnet22, resnet38."
+    """
     if family in CNN_CHANNELS:
         # cnn14's last block pools with (1, 1); cnn6/cnn10 pool after all four blocks
         return 5 if family == "cnn14" else 4
@@ -51,7 +69,32 @@ def _dropout(kit, x, name):
 
 
 def build_cnn(family, kit, inputs, *, n_mels, classes, multi_label):
-    """``cnn6``/``cnn10``/``cnn14``: ``bn0``, conv blocks each followed by dropout, the head."""
+    """``cnn6``/``cnn10``/``cnn14``: ``bn0``, conv blocks each followed by dropout, the head.
+
+    Args:
+        family: ``"cnn6"``, ``"cnn10"`` or ``"cnn14"``.
+        kit: the :class:`~keras_quaternion.models.blocks.LayerKit` (real or quaternion, width,
+            norms, dropout rates).
+        inputs: features ``(batch, frames, n_mels, C)`` (a Keras tensor).
+        n_mels: mel bins of ``inputs`` (at least ``2**poolings(family)``).
+        classes: number of output classes.
+        multi_label: sigmoid outputs; else softmax.
+
+    Returns:
+        Class probabilities ``(batch, classes)`` (a Keras tensor).
+
+    Raises:
+        KeyError: ``family`` is not a CNN family.
+
+    Example:
+        >>> from keras_quaternion.models.blocks import LayerKit
+        >>> kit = LayerKit(False, "real", 0.0625, {"block": 0.2, "residual": 0.1, "head": 0.5})
+        >>> x = keras.Input((32, 16, 1))
+        >>> y = build_cnn("cnn6", kit, x, n_mels=16, classes=5, multi_label=False)
+        >>> model = keras.Model(x, y)
+        >>> model.output_shape, model.get_layer("conv_block4_conv1").filters
+        ((None, 5), 32)
+    """
     x = mel_batch_norm(inputs)
     channels = CNN_CHANNELS[family]
     single = family == "cnn6"  # ConvBlock5x5: one 5x5 conv per block
@@ -82,7 +125,32 @@ def build_cnn(family, kit, inputs, *, n_mels, classes, multi_label):
 
 def build_resnet(family, kit, inputs, *, n_mels, classes, multi_label):
     """``resnet22``/``resnet38``: ``bn0``, ``conv_block1``, four stages of basic blocks
-    (``resnet_layer{L}_block{B}_*``), ``resnet_pool``, ``conv_block_after1``, the head."""
+    (``resnet_layer{L}_block{B}_*``), ``resnet_pool``, ``conv_block_after1``, the head.
+
+    Args:
+        family: ``"resnet22"`` or ``"resnet38"``.
+        kit: the :class:`~keras_quaternion.models.blocks.LayerKit` (real or quaternion, width,
+            norms, dropout rates).
+        inputs: features ``(batch, frames, n_mels, C)`` (a Keras tensor).
+        n_mels: mel bins of ``inputs`` (at least ``2**poolings(family)`` = 32).
+        classes: number of output classes.
+        multi_label: sigmoid outputs; else softmax.
+
+    Returns:
+        Class probabilities ``(batch, classes)`` (a Keras tensor).
+
+    Raises:
+        KeyError: ``family`` is not a ResNet family.
+
+    Example:
+        >>> from keras_quaternion.models.blocks import LayerKit
+        >>> kit = LayerKit(False, "real", 0.0625, {"block": 0.2, "residual": 0.1, "head": 0.5})
+        >>> x = keras.Input((32, 32, 1))
+        >>> y = build_resnet("resnet22", kit, x, n_mels=32, classes=5, multi_label=False)
+        >>> model = keras.Model(x, y)
+        >>> model.output_shape, len([la for la in model.layers if la.name.endswith("_add")])
+        ((None, 5), 8)
+    """
     x = mel_batch_norm(inputs)
     x = conv_block(x, kit, kit.channels(RESNET_FIRST), "conv_block1")
     x = _dropout(kit, x, "conv_block1_dropout")

@@ -29,6 +29,13 @@ class ModelSpec:
         poolings: number of 2x2 average poolings; ``frames`` and ``n_mels`` must be at least
             ``2**poolings`` (``min_frames``, ``min_mels``).
         summary: one line for listings.
+
+    Example:
+        >>> spec = describe("qresnet22")
+        >>> spec.family, spec.quaternion, spec.input_channels, spec.poolings, spec.min_frames
+        ('resnet22', True, 4, 5, 32)
+        >>> describe("mccnn14").summary
+        'multi-channel CNN14: real Conv2D on the 4 quaternion-feature channels (ablation)'
     """
 
     name: str

@@ -149,7 +149,24 @@ def _is_real_conv(layer):
 
 
 def producer_kind(layer):
-    """``"quaternion"`` or ``"real"`` for a layer whose output filters can be pruned, else None."""
+    """``"quaternion"`` or ``"real"`` for a layer whose output filters can be pruned, else None.
+
+    Producers are ``QConv1D``/``QConv2D``/``QDense`` (``"quaternion"``), ``Dense`` and
+    ungrouped, channels-last, non-transposed ``Conv1D``/``Conv2D``/``Conv3D`` (``"real"``).
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        ``"quaternion"``, ``"real"`` or ``None``.
+
+    Example:
+        >>> from keras_quaternion import QDense
+        >>> producer_kind(QDense(2)), producer_kind(keras.layers.Conv2D(4, 3))
+        ('quaternion', 'real')
+        >>> producer_kind(keras.layers.Conv2D(4, 3, groups=2)), producer_kind(keras.layers.ReLU())
+        (None, None)
+    """
     if isinstance(layer, QConv | QDense):
         return "quaternion"
     if _is_real_conv(layer):
@@ -162,7 +179,25 @@ def producer_kind(layer):
 
 
 def is_conv(layer):
-    """True for the convolution producers (the layers ``layers="all"`` prunes)."""
+    """True for the convolution producers (the layers ``layers="all"`` prunes).
+
+    True for any ``QConv`` and any non-transposed real ``Conv1D``/``Conv2D``/``Conv3D``;
+    :func:`~keras_quaternion.pruning.prune` applies it to the graph's producers only (see
+    :func:`producer_kind`), so dense layers are left out of ``layers="all"``.
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        ``bool``.
+
+    Example:
+        >>> from keras_quaternion import QConv2D
+        >>> is_conv(QConv2D(1, 3)), is_conv(keras.layers.Conv1D(2, 3))
+        (True, True)
+        >>> is_conv(keras.layers.Dense(2))
+        False
+    """
     return isinstance(layer, QConv) or _is_real_conv(layer)
 
 
@@ -251,6 +286,21 @@ class Producer:
         channels: real output channels (``4F`` or ``F``).
         group: index into :attr:`DependencyGraph.groups`.
         unit_atoms: ``(F,)`` the pruning unit (atom root) of each filter.
+
+    Example:
+        >>> from keras_quaternion import QConv2D
+        >>> x = keras.Input((8, 8, 4))
+        >>> a = QConv2D(2, 3, padding="same", name="q1")(x)
+        >>> b = QConv2D(2, 3, padding="same", name="q2")(a)
+        >>> y = keras.layers.Add(name="add")([a, b])
+        >>> y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+        >>> model = keras.Model(x, keras.layers.Dense(3, name="head")(y), name="res")
+        >>> graph = build_dependency_graph(model)
+        >>> q1 = graph.producers["q1"]
+        >>> q1.kind, q1.units, q1.channels, q1.group
+        ('quaternion', 2, 8, 0)
+        >>> q1.channels_of(1), graph.producers["head"].channels_of(1)  # [r|i|j|k] blocks of 2
+        ([1, 3, 5, 7], [1])
     """
 
     name: str
@@ -275,7 +325,29 @@ class LayerUse:
     ``role`` is ``"consumer"`` (its weights have an input slice: the next convolution or dense
     head), ``"per-channel"`` (channel-preserving with per-channel parameters, e.g. batch norm),
     ``"pass-through"`` (channel-preserving, no parameters), ``"merge"`` (element-wise join
-    that ties channels), ``"concatenate"`` or ``"reshape"`` (channels repeated by a flatten).
+    that ties channels), ``"concatenate"``, ``"reshape"`` (channels repeated by a flatten) or
+    ``"blocks"`` (a layer the graph does not understand; the channels reaching it are fixed).
+
+    Attributes:
+        name: the layer's name.
+        class_name: its class name.
+        role: one of the roles above.
+        detail: extra text, e.g. the input channel map of a consumer, or ``"quaternion units"``
+            for a per-channel layer that keeps each unit's four components together.
+
+    Example:
+        >>> from keras_quaternion import QConv2D
+        >>> x = keras.Input((8, 8, 4))
+        >>> a = QConv2D(2, 3, padding="same", name="q1")(x)
+        >>> b = QConv2D(2, 3, padding="same", name="q2")(a)
+        >>> y = keras.layers.Add(name="add")([a, b])
+        >>> y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+        >>> model = keras.Model(x, keras.layers.Dense(3, name="head")(y), name="res")
+        >>> graph = build_dependency_graph(model)
+        >>> [(use.name, use.role) for use in graph.groups[0].uses]
+        [('q2', 'consumer'), ('add', 'merge'), ('gap', 'pass-through'), ('head', 'consumer')]
+        >>> graph.groups[0].uses[-1].detail
+        'input channels'
     """
 
     name: str
@@ -297,6 +369,25 @@ class ChannelGroup:
         fixed: ``{unit index: [reason, ...]}`` for the others.
         uses: the other layers the group's channels flow through (:class:`LayerUse`).
         joined: True when units tie filters of several producers (a residual merge).
+
+    Example:
+        The residual ``Add`` ties filter ``u`` of ``q1`` to filter ``u`` of ``q2``:
+
+        >>> from keras_quaternion import QConv2D
+        >>> x = keras.Input((8, 8, 4))
+        >>> a = QConv2D(2, 3, padding="same", name="q1")(x)
+        >>> b = QConv2D(2, 3, padding="same", name="q2")(a)
+        >>> y = keras.layers.Add(name="add")([a, b])
+        >>> y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+        >>> model = keras.Model(x, keras.layers.Dense(3, name="head")(y), name="res")
+        >>> graph = build_dependency_graph(model)
+        >>> group = graph.groups[0]
+        >>> group.producers, group.joined, group.free
+        (['q1', 'q2'], True, [0, 1])
+        >>> group.units
+        [[('q1', 0), ('q2', 0)], [('q1', 1), ('q2', 1)]]
+        >>> graph.groups[1].fixed[0]  # the output layer is never pruned
+        [('output', "reaches the model output 'head'")]
     """
 
     index: int
@@ -329,6 +420,25 @@ class DependencyGraph:
         groups: list of :class:`ChannelGroup`.
 
     ``str(graph)`` (or :meth:`describe`) prints it; :meth:`to_dict` gives plain data.
+
+    Args:
+        model: the model (the graph is empty until :func:`build_dependency_graph` fills it).
+
+    Example:
+        >>> from keras_quaternion import QConv2D
+        >>> x = keras.Input((8, 8, 4))
+        >>> a = QConv2D(2, 3, padding="same", name="q1")(x)
+        >>> b = QConv2D(2, 3, padding="same", name="q2")(a)
+        >>> y = keras.layers.Add(name="add")([a, b])
+        >>> y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+        >>> model = keras.Model(x, keras.layers.Dense(3, name="head")(y), name="res")
+        >>> graph = build_dependency_graph(model)
+        >>> graph
+        <DependencyGraph model='res' producers=3 groups=2>
+        >>> list(graph.producers), [len(g.units) for g in graph.groups]
+        (['q1', 'q2', 'head'], [2, 3])
+        >>> graph.to_dict()["groups"][0]["free_units"]
+        2
     """
 
     def __init__(self, model):

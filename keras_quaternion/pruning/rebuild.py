@@ -25,7 +25,18 @@ from keras_quaternion.pruning.graph import producer_kind
 
 
 class RebuildError(RuntimeError):
-    """The rebuilt model does not fit the copied weights (a bug; please report it)."""
+    """The rebuilt model does not fit the copied weights (a bug; please report it).
+
+    Raised by :func:`rebuild` and :func:`layer_masks` (and so by
+    :func:`keras_quaternion.pruning.prune`); a subclass of ``RuntimeError``.
+
+    Example:
+        >>> try:
+        ...     raise RebuildError("Layer 'q1': rebuilt weights have other shapes.")
+        ... except RuntimeError as err:
+        ...     print(type(err).__name__, err)
+        RebuildError Layer 'q1': rebuilt weights have other shapes.
+    """
 
 
 def _unit_mask(mask, layer_name):
@@ -39,7 +50,35 @@ def _unit_mask(mask, layer_name):
 
 
 def layer_masks(graph, masks):
-    """``{layer name: (input masks, output masks)}`` for every layer whose channels change."""
+    """``{layer name: (input masks, output masks, role)}`` for every layer whose channels change.
+
+    Args:
+        graph: a :class:`~keras_quaternion.pruning.graph.DependencyGraph`.
+        masks: ``{tensor key: bool keep mask}``, from ``graph.keep_masks(pruned_units)``.
+
+    Returns:
+        For each changed layer, in graph order: the keep masks of its input tensors, of its
+        output tensors (bool ``(channels,)`` arrays) and its role in the graph (``"producer"``,
+        ``"consumer"``, ``"per-channel"``, ``"pass-through"``, ...).
+
+    Raises:
+        RebuildError: a layer called more than once (shared) would change channels.
+
+    Example:
+        >>> from keras_quaternion import QConv2D
+        >>> from keras_quaternion.pruning.graph import build_dependency_graph
+        >>> x = keras.Input((8, 8, 4))
+        >>> y = keras.layers.GlobalAveragePooling2D(name="gap")(QConv2D(2, 3, name="q1")(x))
+        >>> model = keras.Model(x, keras.layers.Dense(3, name="head")(y))
+        >>> graph = build_dependency_graph(model)
+        >>> unit = graph.groups[0]._roots[1]  # filter 1 of q1
+        >>> changed = layer_masks(graph, graph.keep_masks([unit]))
+        >>> list(changed)
+        ['q1', 'gap', 'head']
+        >>> ins, outs, role = changed["q1"]
+        >>> outs[0].astype(int).tolist(), role  # the [r|i|j|k] channels of filter 1 go
+        ([1, 0, 1, 0, 1, 0, 1, 0], 'producer')
+    """
     changed = {}
     for name in graph.layer_names():
         records = graph.records(name)
@@ -131,7 +170,23 @@ def rebuild(model, graph, pruned_units):
         to ``(input keep masks, output keep masks, role)``.
 
     Raises:
-        RebuildError: the rebuilt architecture does not accept the sliced weights.
+        RebuildError: the edited config cannot be rebuilt, the rebuilt architecture does not
+            accept the sliced weights, or a shared layer would change channels.
+
+    Example:
+        >>> from keras_quaternion import QConv2D
+        >>> from keras_quaternion.pruning.graph import build_dependency_graph
+        >>> x = keras.Input((8, 8, 4))
+        >>> y = keras.layers.GlobalAveragePooling2D(name="gap")(QConv2D(2, 3, name="q1")(x))
+        >>> model = keras.Model(x, keras.layers.Dense(3, name="head")(y))
+        >>> graph = build_dependency_graph(model)
+        >>> unit = graph.groups[0]._roots[1]  # filter 1 of q1
+        >>> small, changed = rebuild(model, graph, [unit])
+        >>> small.get_layer("q1").filters, tuple(small.get_layer("head").kernel.shape)
+        (1, (4, 3))
+        >>> kept = keras.ops.convert_to_numpy(small.get_layer("q1").kernel)
+        >>> bool((kept == keras.ops.convert_to_numpy(model.get_layer("q1").kernel)[..., :1]).all())
+        True
     """
     masks = graph.keep_masks(pruned_units)
     changed = layer_masks(graph, masks)

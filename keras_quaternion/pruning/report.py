@@ -20,6 +20,34 @@ class LayerRow:
     layers without filters), ``inputs_*`` the input channels (quaternion units for quaternion
     layers) its weights read. ``kept`` lists the kept output filter indices (``None`` when all
     were kept), ``kept_inputs`` the kept input indices (``None`` when all were kept).
+
+    Attributes:
+        name: the layer's name.
+        class_name: its class name.
+        role: its role in the dependency graph (``"producer"``, ``"per-channel"``, ...), or
+            ``"unchanged"`` for a producer that was left as it was.
+        group: the producer's group index (``None`` for non-producers).
+        filters_before, filters_after: output filters.
+        inputs_before, inputs_after: input channels (quaternion units) its weights read.
+        params_before, params_after: the layer's parameters (``count_params()``).
+        macs_before, macs_after: its multiply-accumulates per example (``None`` if not counted).
+        kept: kept output filter indices, or ``None``.
+        kept_inputs: kept input indices, or ``None``.
+        scores: a producer's normalised importance score per filter (``None`` if not scored).
+
+    Example:
+        >>> import keras
+        >>> from keras_quaternion import QConv2D
+        >>> from keras_quaternion.pruning import prune
+        >>> x = keras.Input((8, 8, 4))
+        >>> y = keras.layers.GlobalAveragePooling2D()(QConv2D(4, 3, padding="same", name="q1")(x))
+        >>> model = keras.Model(x, keras.layers.Dense(2, name="head")(y))
+        >>> small, report = prune(model, "l1", 0.5)
+        >>> q1, head = report.layers_table
+        >>> q1.name, q1.filters_before, q1.filters_after, q1.params_before, q1.params_after
+        ('q1', 4, 2, 160, 80)
+        >>> len(q1.kept), len(q1.scores), head.inputs_before, head.inputs_after
+        (2, 4, 16, 8)
     """
 
     name: str
@@ -41,7 +69,28 @@ class LayerRow:
 
 @dataclasses.dataclass
 class GroupRow:
-    """One pruning group: its producers, units before/after, the ratio used and its status."""
+    """One pruning group: its producers, units before/after, the ratio used and its status.
+
+    Attributes:
+        index: the group's index in the dependency graph.
+        producers: names of its producing layers.
+        units_before, units_after: pruning units (filters, or merge-tied filter sets).
+        ratio: the ratio applied to the group.
+        joined: True when a merge (residual ``Add``) ties several producers.
+        status: ``"pruned N of M"``, ``"nothing to prune"`` or ``"not pruned: <reason>"``.
+
+    Example:
+        >>> import keras
+        >>> from keras_quaternion import QConv2D
+        >>> from keras_quaternion.pruning import prune
+        >>> x = keras.Input((8, 8, 4))
+        >>> y = keras.layers.GlobalAveragePooling2D()(QConv2D(4, 3, padding="same", name="q1")(x))
+        >>> model = keras.Model(x, keras.layers.Dense(2, name="head")(y))
+        >>> small, report = prune(model, "l1", 0.5)
+        >>> group = report.groups[0]
+        >>> group.producers, group.units_before, group.units_after, group.ratio, group.status
+        (['q1'], 4, 2, 0.5, 'pruned 2 of 4')
+    """
 
     index: int
     producers: list

@@ -31,7 +31,25 @@ _CHUNK = 256  # input channels per batch (bounds memory on full-size layers)
 
 
 def check_method(method):
-    """Return ``method`` if it is a known scoring method; raise ``ValueError`` otherwise."""
+    """Return ``method`` if it is a known scoring method; raise ``ValueError`` otherwise.
+
+    Args:
+        method: a scoring method name (one of :data:`METHODS`).
+
+    Returns:
+        ``method`` unchanged.
+
+    Raises:
+        ValueError: ``method`` is not in :data:`METHODS`.
+
+    Example:
+        >>> check_method("l1")
+        'l1'
+        >>> check_method("l2")
+        Traceback (most recent call last):
+        ...
+        ValueError: ... 'l2'; choose one of operator-norm, l1, geometric-median, random.
+    """
     if method not in METHODS:
         raise ValueError(f"Unknown pruning method {method!r}; choose one of {', '.join(METHODS)}.")
     return method
@@ -92,6 +110,12 @@ def operator_norm_scores(weights):
 def l1_scores(filters):
     """Entry-wise l1 norm of each filter, ``filters`` given as ``(F, D)``; normalised by the max.
 
+    Args:
+        filters: array ``(F, D)``, one flattened filter per row.
+
+    Returns:
+        ``(F,)`` float64 scores in ``[0, 1]`` (all 0 when every filter is 0).
+
     Example:
         >>> import numpy as np
         >>> l1_scores(np.array([[1.0, -1.0], [0.5, 0.0]])).tolist()
@@ -105,6 +129,12 @@ def geometric_median_scores(filters):
 
     A filter near the geometric median of the layer's filters can be replaced by the others, so
     it gets a small score (He et al., "Filter pruning via geometric median", CVPR 2019).
+
+    Args:
+        filters: array ``(F, D)``, one flattened filter per row.
+
+    Returns:
+        ``(F,)`` float64 scores in ``[0, 1]`` (divided by the largest sum).
 
     Example:
         >>> import numpy as np
@@ -126,6 +156,13 @@ def geometric_median_scores(filters):
 
 def random_scores(n_filters, seed=0):
     """Seeded uniform scores in ``[0, 1)`` for ``n_filters`` filters (the chance baseline).
+
+    Args:
+        n_filters: number of filters ``F``.
+        seed: seed of ``numpy.random.default_rng``.
+
+    Returns:
+        ``(F,)`` float64 scores.
 
     Example:
         >>> bool((random_scores(4, seed=1) == random_scores(4, seed=1)).all())

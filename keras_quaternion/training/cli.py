@@ -53,6 +53,14 @@ def parse_options(pairs, fold=None, split=None) -> dict:
     Values are parsed as JSON when possible (``3``, ``0.1``, ``true``, ``["a","b"]``), else
     ``a,b`` becomes a list of strings and anything else stays a string.
 
+    Args:
+        pairs: the ``key=value`` strings (``-`` in keys becomes ``_``), or ``None``.
+        fold: ``--fold``, stored as the ``fold`` option unless ``None``.
+        split: ``--split``, stored as the ``split`` option unless ``None``.
+
+    Returns:
+        The loader options, a dict.
+
     Raises:
         click.BadParameter: a pair without ``=`` or with an empty key.
 
@@ -77,10 +85,90 @@ def parse_options(pairs, fold=None, split=None) -> dict:
     return options
 
 
+#: options several commands share: (flags, click.option keywords); see :func:`shared_option`
+SHARED_OPTIONS = {
+    "temperature": (
+        ("--temperature",),
+        dict(
+            type=click.FloatRange(0, None, min_open=True),
+            default=2.0,
+            show_default=True,
+            help="Distillation temperature.",
+        ),
+    ),
+    "alpha": (
+        ("--alpha",),
+        dict(
+            type=click.FloatRange(0, 1),
+            default=0.5,
+            show_default=True,
+            help="Weight of the task loss in distillation (1 - alpha weighs matching the teacher).",
+        ),
+    ),
+    "strategy": (
+        ("--strategy",),
+        dict(
+            type=click.Choice(["default", "mirrored", "multiworker"]),
+            default="default",
+            show_default=True,
+            help="tf.distribute strategy (multiworker reads TF_CONFIG).",
+        ),
+    ),
+    "batch_size": (
+        ("--batch-size",),
+        dict(type=click.IntRange(1, 65536), default=32, show_default=True),
+    ),
+    "lr": (
+        ("--lr",),
+        dict(
+            type=click.FloatRange(0, 10, min_open=True),
+            default=1e-3,
+            show_default=True,
+            help="Adam learning rate.",
+        ),
+    ),
+    "seed": (("--seed",), dict(type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)),
+    "quiet": (("--quiet", "-q"), dict(is_flag=True, help="Only print the final summary.")),
+}
+
+
+def shared_option(name: str, **overrides):
+    """A ``click.option`` from :data:`SHARED_OPTIONS`, with some keywords overridden.
+
+    The commands (kq-train, kq-prune, kq-distill, ...) spell an option the same way and check
+    it with the same range; only its default or help text may differ per command.
+
+    Args:
+        name: a key of :data:`SHARED_OPTIONS`.
+        **overrides: ``click.option`` keywords replacing the shared ones (``default``, ``help``).
+
+    Raises:
+        KeyError: ``name`` is not a shared option.
+
+    Example:
+        >>> @click.command()
+        ... @shared_option("lr", default=5e-4)
+        ... def fit(lr):
+        ...     click.echo(lr)
+        >>> from click.testing import CliRunner
+        >>> CliRunner().invoke(fit, ["--lr", "0.01"]).output
+        '0.01\n'
+        >>> "not in the range 0<x<=10" in CliRunner().invoke(fit, ["--lr", "-1"]).output
+        True
+    """
+    if name not in SHARED_OPTIONS:
+        raise KeyError(f"Unknown shared option {name!r}; known: {', '.join(SHARED_OPTIONS)}.")
+    flags, attrs = SHARED_OPTIONS[name]
+    return click.option(*flags, **{**attrs, **overrides})
+
+
 def check_dataset_name(name: str) -> None:
     """Raise a usage error naming the known datasets when ``name`` is not one of them.
 
     Shared by every command that takes ``--dataset`` (kq-train, kq-eval, kq-prune, kq-export).
+
+    Args:
+        name: the ``--dataset`` value.
 
     Raises:
         click.UsageError: ``name`` is not in ``keras_quaternion.datasets.names()``.
@@ -114,9 +202,36 @@ def prepare_dataset(
     status 1, no traceback). The arguments are those of ``prepare``; ``options`` are the
     loader options from :func:`parse_options`.
 
+    Args:
+        dataset: a registry dataset name.
+        data_dir: the dataset's folder (``None`` for ``synthetic``).
+        sample_rate: Hz, or ``None`` for the dataset's default.
+        clip_seconds: clip length, or ``None`` for the dataset's default.
+        n_mels: mel bands, or ``None`` for ``prepare``'s default (64).
+        seed: the loader's ``seed`` option unless ``options`` sets it.
+        cache_dir: feature cache folder, or ``None`` for the default.
+        options: loader options (``{"fold": 1}``, ...).
+        feature_config: a :class:`~keras_quaternion.features.FeatureConfig` to use instead of
+            the default one.
+        progress: show progress bars.
+
+    Returns:
+        The :class:`~keras_quaternion.training.pipeline.PreparedData`.
+
     Raises:
         click.ClickException: the dataset folder is missing or not in the dataset's layout,
-            or an argument is invalid.
+            or an argument is invalid (a ``ValueError`` or ``TypeError`` from ``prepare``).
+
+    Example:
+        >>> data = prepare_dataset("synthetic", None, 8000, 0.25, 32, 0, "cache",
+        ...                        {"samples_per_class": 3}, progress=False)
+        >>> data.sizes(), data.features["train"].shape
+        ({'train': 10, 'validation': 10, 'test': 10}, (10, 26, 32, 4))
+        >>> try:
+        ...     prepare_dataset("synthetic", None, 8000, 0.25, 32, 0, "cache", {"bogus": 1})
+        ... except click.ClickException as err:
+        ...     print(err.message)
+        Cannot prepare dataset 'synthetic': Dataset 'synthetic': unknown option(s) ['bogus']; ...
     """
     from keras_quaternion.datasets import DatasetLayoutError
     from keras_quaternion.training.pipeline import prepare
@@ -141,7 +256,29 @@ def prepare_dataset(
 
 
 def dataset_cli_options(func):
-    """Options shared by kq-train and kq-eval that choose and featurize a dataset."""
+    """Options shared by kq-train and kq-eval that choose and featurize a dataset.
+
+    A decorator adding ``--data-dir``, ``--sample-rate``, ``--clip-seconds``, ``--n-mels``,
+    ``--fold``, ``--split`` (passed as ``split_protocol``), ``--option`` (repeatable, passed
+    as the tuple ``options``) and ``--cache-dir`` to a click command.
+
+    Args:
+        func: the command function (before ``@click.command``).
+
+    Returns:
+        ``func`` with the options attached.
+
+    Example:
+        >>> from click.testing import CliRunner
+        >>> @click.command()
+        ... @dataset_cli_options
+        ... def show(fold, split_protocol, options, **rest):
+        ...     click.echo(f"fold={fold} split={split_protocol} options={options}")
+        ...     click.echo(sorted(rest))
+        >>> print(CliRunner().invoke(show, ["--fold", "2", "--option", "seed=1"]).output)
+        fold=2 split=None options=('seed=1',)
+        ['cache_dir', 'clip_seconds', 'data_dir', 'n_mels', 'sample_rate']
+    """
     decorators = [
         click.option(
             "--data-dir",
@@ -233,21 +370,9 @@ def dataset_cli_options(func):
     help="Normalisation after each quaternion convolution (default real).",
 )
 @click.option("--epochs", type=click.IntRange(1, 100000), default=DEFAULT_EPOCHS, show_default=True)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 65536),
-    default=32,
-    show_default=True,
-    help="Global batch size (split across replicas).",
-)
-@click.option(
-    "--lr",
-    type=click.FloatRange(0, 10, min_open=True),
-    default=1e-3,
-    show_default=True,
-    help="Adam learning rate.",
-)
-@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
+@shared_option("batch_size", help="Global batch size (split across replicas).")
+@shared_option("lr")
+@shared_option("seed")
 @click.option(
     "--out",
     "out_dir",
@@ -261,27 +386,9 @@ def dataset_cli_options(func):
     default=None,
     help="A trained .keras model to distil from (same input as the student).",
 )
-@click.option(
-    "--temperature",
-    type=click.FloatRange(0, None, min_open=True),
-    default=2.0,
-    show_default=True,
-    help="Distillation temperature (with --teacher).",
-)
-@click.option(
-    "--alpha",
-    type=click.FloatRange(0, 1),
-    default=0.5,
-    show_default=True,
-    help="Weight of the task loss in distillation (with --teacher).",
-)
-@click.option(
-    "--strategy",
-    type=click.Choice(["default", "mirrored", "multiworker"]),
-    default="default",
-    show_default=True,
-    help="tf.distribute strategy (multiworker reads TF_CONFIG).",
-)
+@shared_option("temperature", help="Distillation temperature (with --teacher).")
+@shared_option("alpha", help="Weight of the task loss in distillation (with --teacher).")
+@shared_option("strategy")
 @click.option("--spec-augment", is_flag=True, help="SpecAugment-style time/frequency masking.")
 @click.option(
     "--mixup",
@@ -293,7 +400,7 @@ def dataset_cli_options(func):
 @click.option(
     "--restart", is_flag=True, help="Discard the checkpoint in --out and train from scratch."
 )
-@click.option("--quiet", "-q", is_flag=True, help="Only print the final summary.")
+@shared_option("quiet")
 @dataset_cli_options
 def train_command(
     dataset,
@@ -424,6 +531,12 @@ def run_info(model_path: Path) -> dict:
     Commands that read a trained model use it to default the dataset, features and options to
     those the model was trained with.
 
+    Args:
+        model_path: path of the trained ``.keras`` model (a ``Path``).
+
+    Returns:
+        The parsed JSON, or ``{}`` when the file is missing or unreadable.
+
     Example:
         >>> run_info(Path("no-such-run/model.keras"))
         {}
@@ -449,7 +562,7 @@ def run_info(model_path: Path) -> dict:
     show_default=True,
     help="Which split to score.",
 )
-@click.option("--batch-size", type=click.IntRange(1, 65536), default=64, show_default=True)
+@shared_option("batch_size", default=64)
 @click.option(
     "--seed",
     type=click.IntRange(0, 2**31 - 1),

@@ -169,6 +169,26 @@ def is_chief(strategy) -> bool:
     """Whether this process writes files: always, except on non-chief multi-worker tasks.
 
     The chief is the task of type ``"chief"``, or worker 0 when the cluster has no chief.
+
+    Args:
+        strategy: a ``tf.distribute.Strategy`` (anything with a ``cluster_resolver``
+            attribute is read; without one the process is the chief).
+
+    Returns:
+        ``bool``.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> from types import SimpleNamespace
+        >>> is_chief(make_strategy("default"))
+        True
+        >>> cluster = tf.train.ClusterSpec({"worker": ["host1:2222", "host2:2222"]})
+        >>> def worker(i):  # stands in for a MultiWorkerMirroredStrategy on worker i
+        ...     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        ...         cluster, task_type="worker", task_id=i)
+        ...     return SimpleNamespace(cluster_resolver=resolver)
+        >>> is_chief(worker(0)), is_chief(worker(1))
+        (True, False)
     """
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None:
@@ -230,9 +250,30 @@ def _outputs_are_logits(model) -> bool:
 def load_model(path: str | os.PathLike):
     """Load a ``.keras`` model saved by this package (custom layers registered).
 
+    The model is loaded without its compile state (``compile=False``).
+
+    Args:
+        path: the ``.keras`` file.
+
+    Returns:
+        The ``keras.Model``.
+
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: not a ``.keras`` file, or it cannot be read as a Keras model.
+
+    Example:
+        >>> import keras
+        >>> from keras_quaternion import QDense
+        >>> x = keras.Input((8,))
+        >>> keras.Model(x, QDense(2, name="qd")(x)).save("tiny.keras")
+        >>> model = load_model("tiny.keras")
+        >>> type(model.get_layer("qd")).__name__, model.output_shape
+        ('QDense', (None, 8))
+        >>> load_model("missing.keras")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: Model file 'missing.keras' does not exist.
     """
     import keras
 
@@ -270,8 +311,24 @@ def predict(model, prepared: PreparedData, split: str, *, batch_size: int = 64, 
         batch_size: examples per forward pass.
         forward: optional compiled ``forward(x) -> outputs`` to reuse across calls.
 
+    Returns:
+        float32 ``[N, classes]`` probabilities (``N`` examples of ``split``).
+
     Raises:
-        ValueError: the model does not fit the data (mels, frames, classes, channels).
+        ValueError: the model does not fit the data (mels, frames, classes, channels), or an
+            unknown split.
+
+    Example:
+        >>> import keras
+        >>> x = np.zeros((6, 20, 16, 4), "float32")
+        >>> data = PreparedData.from_arrays(
+        ...     {"train": (x, np.arange(6) % 2), "validation": (x[:2], [0, 1]),
+        ...      "test": (x[:3], [1, 0, 1])}, class_names=["a", "b"])
+        >>> inputs = keras.Input((20, 16, 1))  # a real model: reads channel 0 (log-mel)
+        >>> y = keras.layers.GlobalAveragePooling2D()(inputs)
+        >>> model = keras.Model(inputs, keras.layers.Dense(2)(y))  # logits, turned into softmax
+        >>> predict(model, data, "test").tolist()
+        [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]
     """
     import tensorflow as tf
 
@@ -611,6 +668,8 @@ def train(
         when this call started) and ``"already_finished"`` tell what happened.
 
     Raises:
+        TypeError: ``prepared`` is not a :class:`PreparedData`, or ``model`` is neither a
+            registry name nor a ``keras.Model``.
         ValueError: bad arguments, unknown model name, a model that does not fit the data, or a
             checkpoint in ``out_dir`` written with different settings (the message lists them).
         FileNotFoundError: a teacher path that does not exist.

@@ -231,9 +231,20 @@ def cross_entropy(y_true, y_prob, multi_label: bool = False, eps: float = 1e-7) 
     Returns:
         The mean over examples (``nan`` for ``N == 0``).
 
+    Raises:
+        ValueError: ``y_prob`` is not 2-D or holds NaN/inf; targets whose shape does not match
+            ``y_prob`` (one-hot or multi-hot); class indices that are negative, fractional or
+            ``>= C``.
+
     Example:
         >>> round(cross_entropy([0], [[0.5, 0.5]]), 4)
         0.6931
+        >>> round(cross_entropy([[1, 0]], [[0.9, 0.2]], multi_label=True), 4)
+        0.1643
+        >>> cross_entropy([2], [[0.5, 0.5]])
+        Traceback (most recent call last):
+        ...
+        ValueError: cross_entropy: class index 2 is out of range for 2 classes.
     """
     probs = np.clip(_as_2d_scores(y_prob, "cross_entropy"), eps, 1.0 - eps)
     if probs.shape[0] == 0:
@@ -259,7 +270,18 @@ def cross_entropy(y_true, y_prob, multi_label: bool = False, eps: float = 1e-7) 
 
 
 def score_name(multi_label: bool) -> str:
-    """The headline metric's name: ``"mAP"`` for multi-label data, else ``"accuracy"``."""
+    """The headline metric's name: ``"mAP"`` for multi-label data, else ``"accuracy"``.
+
+    Args:
+        multi_label: whether the data is multi-label.
+
+    Returns:
+        ``"mAP"`` or ``"accuracy"``, the key of :func:`score`'s result.
+
+    Example:
+        >>> score_name(True), score_name(False)
+        ('mAP', 'accuracy')
+    """
     return "mAP" if multi_label else "accuracy"
 
 

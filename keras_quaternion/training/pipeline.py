@@ -77,7 +77,21 @@ SPLITS = ("train", "validation", "test")
 
 
 def default_cache_dir() -> Path:
-    """The feature cache folder: ``$KQ_CACHE_DIR`` if set, else ``~/.cache/keras_quaternion``."""
+    """The feature cache folder: ``$KQ_CACHE_DIR`` if set, else ``~/.cache/keras_quaternion``.
+
+    Returns:
+        The folder, with ``~`` expanded (it is not created here).
+
+    Example:
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, {CACHE_ENV: "~/kq_features"}):
+        ...     default_cache_dir() == Path.home() / "kq_features"
+        True
+        >>> with mock.patch.dict(os.environ):
+        ...     _ = os.environ.pop(CACHE_ENV, None)
+        ...     default_cache_dir() == Path.home() / ".cache" / "keras_quaternion"
+        True
+    """
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env).expanduser()
@@ -92,6 +106,12 @@ def dataset_defaults(name: str) -> tuple[int, float | None]:
     clip length 5 / 30 / 4 / 4 s, audioset 32 kHz 10 s). Others (``folder``, ``csv``, registered
     loaders) default to 16 kHz with ``clip_seconds=None``: :func:`prepare` then uses the longest
     clip of the dataset (at most 30 s).
+
+    Args:
+        name: a dataset name.
+
+    Returns:
+        ``(sample_rate, clip_seconds)``.
 
     Example:
         >>> dataset_defaults("fsdd")
@@ -721,6 +741,8 @@ def prepare(
     Raises:
         ValueError: unknown dataset or option, bad sample rate / clip length / mel count, a
             clip too short for the feature window, or a dataset whose train split ends up empty.
+        TypeError: ``dataset`` is neither a name nor an ``AudioDataset``, or ``feature_config``
+            is not a :class:`~keras_quaternion.features.FeatureConfig`.
         keras_quaternion.datasets.DatasetLayoutError: missing or wrongly laid out ``data_dir``.
 
     Warns:

@@ -69,6 +69,19 @@ def plot_training_curves(
 
     Raises:
         ValueError: ``rows`` is empty or has no ``epoch`` field.
+
+    Example:
+        >>> rows = [
+        ...     {"epoch": 1, "loss": 2.0, "val_loss": 2.1, "accuracy": 0.3},  # gaps are skipped
+        ...     {"epoch": 2, "loss": 1.2, "val_loss": 1.4, "accuracy": 0.6, "val_accuracy": 0.5},
+        ... ]
+        >>> plot_training_curves(rows, "plots/curves.png", score_name="accuracy")
+        >>> Path("plots/curves.png").read_bytes()[1:4]  # a PNG file
+        b'PNG'
+        >>> plot_training_curves([], "empty.png")
+        Traceback (most recent call last):
+        ...
+        ValueError: plot_training_curves: rows must be a non-empty list of dicts with 'epoch'.
     """
     if not rows or any("epoch" not in r for r in rows):
         raise ValueError(
@@ -116,6 +129,15 @@ def plot_confusion_matrix(
 
     Raises:
         ValueError: ``matrix`` is not square or does not match ``class_names``.
+
+    Example:
+        >>> plot_confusion_matrix([[3, 1], [0, 4]], ["yes", "no"], "confusion.png")
+        >>> Path("confusion.png").stat().st_size > 0
+        True
+        >>> plot_confusion_matrix([[3, 1], [0, 4]], ["yes", "no", "maybe"], "bad.png")
+        Traceback (most recent call last):
+        ...
+        ValueError: plot_confusion_matrix: matrix of shape (2, 2) does not match 3 class names; ...
     """
     cm = np.asarray(matrix, dtype=np.float64)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(class_names):
