@@ -27,7 +27,7 @@ from keras_quaternion.export.micro import (  # noqa: E402
 )
 from keras_quaternion.export.tflite import inspect_tflite, to_tflite  # noqa: E402
 from keras_quaternion.export.tflm_ops import TFLM_BUILTIN_OPS  # noqa: E402
-from keras_quaternion.export.verify import MIN_ARENA_PROBE, run_tflm  # noqa: E402
+from keras_quaternion.export.verify import MIN_ARENA_PROBE, io_spec, run_tflm  # noqa: E402
 
 needs_compilers = pytest.mark.skipif(
     shutil.which("gcc") is None or shutil.which("g++") is None,
@@ -70,20 +70,28 @@ def test_arena_is_measured_not_assumed(flatbuffer, tmp_path):
 
 
 def _runs_in_child(flatbuffer, arena_size, folder):
+    """Whether TFLite Micro allocates and runs the model with this arena, in a child process
+    that imports only tflite_micro (fast, and a crash there cannot take pytest down)."""
+    spec = io_spec(flatbuffer)
     path = folder / "m.tflite"
     path.write_bytes(flatbuffer)
     code = (
         "import sys, numpy as np\n"
-        "from keras_quaternion.export.verify import run_tflm, io_spec\n"
-        "data = open(sys.argv[1], 'rb').read()\n"
-        "spec = io_spec(data)\n"
-        "run_tflm(data, np.zeros((1, *spec.input_shape[1:]), spec.input_dtype), "
+        "from tflite_micro import runtime\n"
+        "it = runtime.Interpreter.from_bytes(open(sys.argv[1], 'rb').read(), "
         "arena_size=int(sys.argv[2]))\n"
+        "shape = tuple(int(n) for n in sys.argv[4].split(','))\n"
+        "it.set_input(np.zeros(shape, sys.argv[3]), 0)\n"
+        "it.invoke()\n"
         "print('RAN')\n"
     )
+    shape = ",".join(str(int(n)) for n in spec.input_shape)
     child = subprocess.run(
-        [sys.executable, "-c", code, str(path), str(arena_size)], capture_output=True, text=True
-    )
+        [sys.executable, "-c", code, str(path), str(arena_size), np.dtype(spec.input_dtype).name,
+         shape],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
     return child.returncode == 0 and "RAN" in child.stdout
 
 

@@ -151,8 +151,8 @@ def shared_option(name: str, **overrides):
         ... def fit(lr):
         ...     click.echo(lr)
         >>> from click.testing import CliRunner
-        >>> CliRunner().invoke(fit, ["--lr", "0.01"]).output
-        '0.01\n'
+        >>> CliRunner().invoke(fit, ["--lr", "0.01"]).output.strip()
+        '0.01'
         >>> "not in the range 0<x<=10" in CliRunner().invoke(fit, ["--lr", "-1"]).output
         True
     """
