@@ -21,13 +21,7 @@ from pathlib import Path
 
 import click
 
-from keras_quaternion.training.cli import (
-    check_dataset_name,
-    dataset_cli_options,
-    parse_options,
-    prepare_dataset,
-    run_info,
-)
+from keras_quaternion.training.cli import dataset_cli_options, prepare_for_saved_model
 
 
 def _fmt(value):
@@ -132,49 +126,30 @@ def export_command(
         micro_symbols(name)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--name") from None
-    run = run_info(model_path)
-    dataset = dataset or run.get("dataset")
-    if not dataset:
-        raise click.UsageError(
-            f"--dataset is required: int8 export calibrates on its train split and the report "
-            f"scores its {subset} split, and there is no metrics.json next to '{model_path}' "
-            f"to read it from."
-        )
-    check_dataset_name(dataset)
-    same_data = run.get("dataset") == dataset
-    explicit = parse_options(options, fold, split_protocol)
-    dataset_options = {**(run.get("dataset_options") or {}), **explicit} if same_data else explicit
-    if seed is not None:
-        dataset_options["seed"] = seed
-    feature_config = None
-    if same_data and run.get("feature_config") and sample_rate is None and n_mels is None:
-        from keras_quaternion.features import FeatureConfig
-
-        feature_config = FeatureConfig.from_dict(run["feature_config"])
-        if clip_seconds is None:
-            clip_seconds = run.get("clip_seconds")
-
     from keras_quaternion.training.loop import load_model
 
-    try:
-        model = load_model(model_path)
-    except (ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err)) from None
-    if n_mels is None and feature_config is None:
-        shape = model.input_shape
-        n_mels = shape[2] if isinstance(shape, tuple) and len(shape) == 4 else None
+    def load():
+        try:
+            return load_model(model_path)
+        except (ValueError, FileNotFoundError) as err:
+            raise click.ClickException(str(err)) from None
+
     progress = sys.stderr.isatty()
-    prepared = prepare_dataset(
-        dataset,
-        data_dir,
-        sample_rate,
-        clip_seconds,
-        n_mels or 64,
-        dataset_options.get("seed", 0),
-        cache_dir,
-        dataset_options,
-        feature_config=feature_config,
-        progress=progress,
+    model, prepared = prepare_for_saved_model(
+        model_path,
+        load,
+        dataset=dataset,
+        data_dir=data_dir,
+        sample_rate=sample_rate,
+        clip_seconds=clip_seconds,
+        n_mels=n_mels,
+        fold=fold,
+        split_protocol=split_protocol,
+        options=options,
+        seed=seed,
+        cache_dir=cache_dir,
+        why=f"int8 export calibrates on its train split and the report scores its {subset} "
+        "split, and ",
     )
     try:
         report = export_model(

@@ -550,6 +550,95 @@ def run_info(model_path: Path) -> dict:
     return {}
 
 
+def prepare_for_saved_model(
+    model_path: Path,
+    load_model,
+    *,
+    dataset,
+    data_dir,
+    sample_rate,
+    clip_seconds,
+    n_mels,
+    fold,
+    split_protocol,
+    options,
+    seed,
+    cache_dir,
+    why="",
+):
+    """Prepare the data a saved model is scored (or calibrated) on, as its training run did.
+
+    Dataset, loader options, feature settings and clip length default to those recorded in the
+    ``metrics.json`` next to ``model_path`` (see :func:`run_info`) when the dataset is the one
+    the model was trained on; command-line values override them. Shared by kq-eval and
+    kq-export.
+
+    Args:
+        model_path: the saved ``.keras`` or ``.tflite`` file.
+        load_model: called with no arguments once the arguments are checked (so that a missing
+            ``--dataset`` is reported before a slow model load); returns the Keras model, whose
+            input gives the mel bands when nothing else does, or ``None`` for a ``.tflite`` file.
+        dataset, data_dir, sample_rate, clip_seconds, n_mels, fold, split_protocol, options,
+            seed, cache_dir: the command's dataset options (``None`` where not given).
+        why: text put before "there is no metrics.json ..." when ``--dataset`` is missing.
+
+    Returns:
+        ``(model, prepared)``: what ``load_model`` returned and the
+        :class:`~keras_quaternion.training.pipeline.PreparedData`.
+
+    Raises:
+        click.UsageError: no ``--dataset`` and no ``metrics.json`` to read it from, or an
+            unknown dataset.
+        click.ClickException: the dataset cannot be prepared (see :func:`prepare_dataset`).
+
+    Example:
+        >>> prepare_for_saved_model(
+        ...     Path("nowhere/model.keras"), lambda: None, dataset=None, data_dir=None,
+        ...     sample_rate=None, clip_seconds=None, n_mels=None, fold=None,
+        ...     split_protocol=None, options=(), seed=None, cache_dir=None)
+        Traceback (most recent call last):
+        ...
+        click.exceptions.UsageError: --dataset is required: there is no metrics.json next to 'nowhere/model.keras' to read it from.
+    """  # noqa: E501
+    run = run_info(model_path)
+    dataset = dataset or run.get("dataset")
+    if not dataset:
+        raise click.UsageError(
+            f"--dataset is required: {why}there is no metrics.json next to '{model_path}' to "
+            "read it from."
+        )
+    check_dataset_name(dataset)
+    same_data = run.get("dataset") == dataset
+    explicit = parse_options(options, fold, split_protocol)
+    # the training run's loader options, overridden by the command line
+    dataset_options = {**(run.get("dataset_options") or {}), **explicit} if same_data else explicit
+    if seed is not None:
+        dataset_options["seed"] = seed
+    feature_config = None
+    if same_data and run.get("feature_config") and sample_rate is None and n_mels is None:
+        from keras_quaternion.features import FeatureConfig
+
+        feature_config = FeatureConfig.from_dict(run["feature_config"])
+        if clip_seconds is None:
+            clip_seconds = run.get("clip_seconds")
+    model = load_model()
+    if model is not None and n_mels is None and feature_config is None:
+        shape = model.input_shape
+        n_mels = shape[2] if isinstance(shape, tuple) and len(shape) == 4 else None
+    return model, prepare_dataset(
+        dataset,
+        data_dir,
+        sample_rate,
+        clip_seconds,
+        n_mels or 64,
+        dataset_options.get("seed", 0),
+        cache_dir,
+        dataset_options,
+        feature_config=feature_config,
+        progress=sys.stderr.isatty(),
+    )
+
+
 @click.command(name="eval", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -598,50 +687,29 @@ def eval_command(
         raise click.BadParameter(
             f"'{model_path}' is neither a .keras nor a .tflite file.", param_hint="MODEL"
         )
-    run = run_info(model_path)
-    dataset = dataset or run.get("dataset")
-    if not dataset:
-        raise click.UsageError(
-            f"--dataset is required: there is no metrics.json next to '{model_path}' to read it "
-            "from."
-        )
-    check_dataset_name(dataset)
-    same_data = run.get("dataset") == dataset
-    explicit = parse_options(options, fold, split_protocol)
-    if same_data:  # the training run's loader options, overridden by the command line
-        dataset_options = {**(run.get("dataset_options") or {}), **explicit}
-    else:
-        dataset_options = explicit
-    if seed is not None:
-        dataset_options["seed"] = seed
-    feature_config = None
-    if same_data and run.get("feature_config") and sample_rate is None and n_mels is None:
-        from keras_quaternion.features import FeatureConfig
-
-        feature_config = FeatureConfig.from_dict(run["feature_config"])
-        if clip_seconds is None:
-            clip_seconds = run.get("clip_seconds")
     from keras_quaternion.training.loop import evaluate, load_model
 
-    if suffix == ".keras":
+    def load():
+        if suffix != ".keras":
+            return None
         try:
-            model = load_model(model_path)
+            return load_model(model_path)
         except (ValueError, FileNotFoundError) as err:
             raise click.ClickException(str(err)) from None
-        if n_mels is None and feature_config is None:
-            shape = model.input_shape
-            n_mels = shape[2] if isinstance(shape, tuple) and len(shape) == 4 else None
-    prepared = prepare_dataset(
-        dataset,
-        data_dir,
-        sample_rate,
-        clip_seconds,
-        n_mels or 64,
-        dataset_options.get("seed", 0),
-        cache_dir,
-        dataset_options,
-        feature_config=feature_config,
-        progress=sys.stderr.isatty(),
+
+    model, prepared = prepare_for_saved_model(
+        model_path,
+        load,
+        dataset=dataset,
+        data_dir=data_dir,
+        sample_rate=sample_rate,
+        clip_seconds=clip_seconds,
+        n_mels=n_mels,
+        fold=fold,
+        split_protocol=split_protocol,
+        options=options,
+        seed=seed,
+        cache_dir=cache_dir,
     )
     try:
         if suffix == ".keras":
