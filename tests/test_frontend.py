@@ -502,10 +502,8 @@ def _tiny_int8_model(tmp_path):
     import keras
     import tensorflow as tf
 
-    try:
-        from keras_quaternion.export.micro import write_micro_artifacts
-    except ImportError as err:  # the export package is another part of the project
-        pytest.skip(f"keras_quaternion.export.micro is not available: {err}")
+    from keras_quaternion.export.micro import write_micro_artifacts
+
     x = keras.Input((101, FSDD_CONFIG.n_mels, 4), batch_size=1)
     y = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(x)
     y = keras.layers.GlobalAveragePooling2D()(y)
