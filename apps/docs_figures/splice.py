@@ -19,11 +19,14 @@ the named markers, or with unbalanced markers, is an error that names the page a
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
 
-from keras_quaternion.files import atomic_write
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keras_quaternion imports TensorFlow
+
+from keras_quaternion.files import atomic_write  # noqa: E402
 
 START = re.compile(r"^<!--\s*generated:\s*([\w.-]+)\s*-->\s*$")
 END = re.compile(r"^<!--\s*/generated:\s*([\w.-]+)\s*-->\s*$")
