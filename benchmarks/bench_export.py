@@ -176,7 +176,10 @@ def tables(args, prepared, report, pruned_report, prune_report, twin_int8):
         (
             "int8 LiteRT latency below float",
             report["latency"]["float_over_int8"] > 1,
-            f"float/int8 = {report['latency']['float_over_int8']:.2f}",
+            f"float/int8 = {report['latency']['float_over_int8']:.2f} with XNNPACK, "
+            f"{report['latency']['float_over_int8_no_xnnpack']:.2f} without "
+            f"({report['latency']['float_ms_no_xnnpack']:.3f} / "
+            f"{report['latency']['int8_ms_no_xnnpack']:.3f} ms)",
         ),
         (
             "pruned model fits 256 KB RAM + 1 MB flash",

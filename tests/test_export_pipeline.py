@@ -95,6 +95,10 @@ def test_export_model_writes_verified_files_and_report(trained, prepared, tmp_pa
     assert abs(acc["tflite_int8"] - acc["keras_float"]) <= 3 / 60
     lat = report["latency"]
     assert lat["int8_ms"] > 0 and lat["float_ms"] > 0
+    assert lat["int8_ms_no_xnnpack"] > 0 and lat["float_ms_no_xnnpack"] > 0
+    assert lat["float_over_int8_no_xnnpack"] == pytest.approx(
+        lat["float_ms_no_xnnpack"] / lat["int8_ms_no_xnnpack"]
+    )
     assert report["environment"]["tensorflow"]
 
 

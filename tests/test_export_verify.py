@@ -145,6 +145,7 @@ def test_quantize_helpers_and_latency(flatbuffers):
     back = kv.dequantize(q, spec.input_scale, spec.input_zero_point)
     assert np.max(np.abs(back - x)[np.abs(x) < 1]) <= spec.input_scale / 2 + 1e-7
     assert 0 < kv.litert_latency(int8_fb, runs=5, warmup=1) < 1.0
+    assert 0 < kv.litert_latency(int8_fb, runs=5, warmup=1, xnnpack=False) < 1.0
     with pytest.raises(ValueError, match="runs must be >= 1"):
         kv.litert_latency(float_fb, runs=0)
     with pytest.raises(ValueError, match="expects"):

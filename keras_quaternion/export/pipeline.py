@@ -244,6 +244,16 @@ def export_model(
     if int8:
         latency["int8_ms"] = 1e3 * litert_latency(main_fb, runs=latency_runs)
         latency["float_over_int8"] = latency["float_ms"] / latency["int8_ms"]
+        # without XNNPACK: the float/int8 balance of kernels without wide float SIMD, as on an MCU
+        latency["float_ms_no_xnnpack"] = 1e3 * litert_latency(
+            float_fb, runs=latency_runs, xnnpack=False
+        )
+        latency["int8_ms_no_xnnpack"] = 1e3 * litert_latency(
+            main_fb, runs=latency_runs, xnnpack=False
+        )
+        latency["float_over_int8_no_xnnpack"] = (
+            latency["float_ms_no_xnnpack"] / latency["int8_ms_no_xnnpack"]
+        )
 
     report = {
         "model": {

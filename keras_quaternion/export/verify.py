@@ -58,7 +58,7 @@ class VerificationError(ExportError):
 # --------------------------------------------------------------------------- runtimes
 
 
-def _litert(tflite_model, *, reference=True, preserve=False, num_threads=1):
+def _litert(tflite_model, *, reference=True, preserve=False, num_threads=1, delegates=True):
     try:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -68,6 +68,8 @@ def _litert(tflite_model, *, reference=True, preserve=False, num_threads=1):
     kwargs = {"model_content": _as_bytes(tflite_model), "num_threads": num_threads}
     if reference:
         kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_REF
+    elif not delegates:
+        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     if preserve:
         kwargs["experimental_preserve_all_tensors"] = True
     interpreter = Interpreter(**kwargs)
@@ -625,14 +627,17 @@ def verify_tflite(tflite_model, inputs, *, strict=False, arena_size=None, float_
     return result
 
 
-def litert_latency(tflite_model, *, runs=50, warmup=5, num_threads=1):
-    """Median wall-clock time of one LiteRT inference (default kernels) on this CPU.
+def litert_latency(tflite_model, *, runs=50, warmup=5, num_threads=1, xnnpack=True):
+    """Median wall-clock time of one LiteRT inference on this CPU.
 
     Args:
         tflite_model: the flatbuffer (``bytes``).
         runs: timed invocations (>= 1).
         warmup: untimed invocations first.
         num_threads: LiteRT threads.
+        xnnpack: use LiteRT's default kernels, XNNPACK included (the fastest on a desktop CPU);
+            ``False`` runs the built-in optimized kernels without the default delegate, whose
+            float/int8 balance is closer to a microcontroller's (no wide float SIMD there).
 
     Returns:
         Median seconds per inference.
@@ -646,7 +651,7 @@ def litert_latency(tflite_model, *, runs=50, warmup=5, num_threads=1):
     """
     if runs < 1:
         raise ValueError(f"litert_latency: runs must be >= 1, got {runs}.")
-    interpreter = _litert(tflite_model, reference=False, num_threads=num_threads)
+    interpreter = _litert(tflite_model, reference=False, num_threads=num_threads, delegates=xnnpack)
     detail = interpreter.get_input_details()[0]
     x = np.zeros(detail["shape"], detail["dtype"])
     interpreter.set_tensor(detail["index"], x)
