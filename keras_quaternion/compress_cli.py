@@ -20,10 +20,8 @@ import click
 
 from keras_quaternion.files import atomic_save_model
 from keras_quaternion.training.cli import (
-    check_dataset_name,
     dataset_cli_options,
-    parse_options,
-    prepare_dataset,
+    prepare_for_saved_model,
     run_info,
     shared_option,
 )
@@ -248,55 +246,6 @@ def _load(path, hint):
         raise click.BadParameter(str(err), param_hint=hint) from None
 
 
-def _data_for(
-    model,
-    model_path,
-    dataset,
-    data_dir,
-    sample_rate,
-    clip_seconds,
-    n_mels,
-    fold,
-    split_protocol,
-    options,
-    cache_dir,
-    seed,
-    progress,
-):
-    """Prepare the data a model was trained on (settings from metrics.json next to it), with
-    explicit options winning; ``None`` when no dataset is known."""
-    run = run_info(model_path)
-    dataset = dataset or run.get("dataset")
-    if not dataset:
-        return None
-    check_dataset_name(dataset)
-    same = run.get("dataset") == dataset
-    dataset_options = dict(run.get("dataset_options") or {}) if same else {}
-    dataset_options.update(parse_options(options, fold, split_protocol))
-    feature_config = None
-    if same and run.get("feature_config") and sample_rate is None and n_mels is None:
-        from keras_quaternion.features import FeatureConfig
-
-        feature_config = FeatureConfig.from_dict(run["feature_config"])
-        if clip_seconds is None:
-            clip_seconds = run.get("clip_seconds")
-    if n_mels is None and feature_config is None:
-        shape = model.input_shape
-        n_mels = shape[2] if isinstance(shape, tuple) and len(shape) == 4 else None
-    return prepare_dataset(
-        dataset,
-        data_dir,
-        sample_rate,
-        clip_seconds,
-        n_mels or 64,
-        dataset_options.get("seed", seed),
-        cache_dir,
-        dataset_options,
-        feature_config=feature_config,
-        progress=progress,
-    )
-
-
 def _fmt_score(metrics):
     test = (metrics or {}).get("test", {})
     name = "mAP" if "mAP" in test else "accuracy"
@@ -423,26 +372,24 @@ def prune_command(
     model = _load(model_path, "MODEL")
     prepared = None
     if finetune_epochs:
-        prepared = _data_for(
-            model,
+        _, prepared = prepare_for_saved_model(
             model_path,
-            dataset,
-            data_dir,
-            sample_rate,
-            clip_seconds,
-            n_mels,
-            fold,
-            split_protocol,
-            options,
-            cache_dir,
-            seed,
+            lambda: model,
+            dataset=dataset,
+            data_dir=data_dir,
+            sample_rate=sample_rate,
+            clip_seconds=clip_seconds,
+            n_mels=n_mels,
+            fold=fold,
+            split_protocol=split_protocol,
+            options=options,
+            seed=None,
+            cache_dir=cache_dir,
+            missing_dataset="--finetune-epochs needs data: give --dataset (and --data-dir); "
+            f"there is no metrics.json next to '{model_path}' to read the dataset from.",
+            fallback_seed=seed,
             progress=not quiet,
         )
-        if prepared is None:
-            raise click.UsageError(
-                f"--finetune-epochs needs data: give --dataset (and --data-dir); there is no "
-                f"metrics.json next to '{model_path}' to read the dataset from."
-            )
     try:
         result = prune_and_finetune(
             model,
@@ -568,26 +515,24 @@ def distill_command(
             f"{student} takes {student_channels}; distil between models with the same input "
             "(real CNNs: log-mel, 1 channel; quaternion models and mccnn14: 4 channels)."
         )
-    prepared = _data_for(
-        teacher,
+    _, prepared = prepare_for_saved_model(
         teacher_path,
-        dataset,
-        data_dir,
-        sample_rate,
-        clip_seconds,
-        n_mels,
-        fold,
-        split_protocol,
-        options,
-        cache_dir,
-        seed,
+        lambda: teacher,
+        dataset=dataset,
+        data_dir=data_dir,
+        sample_rate=sample_rate,
+        clip_seconds=clip_seconds,
+        n_mels=n_mels,
+        fold=fold,
+        split_protocol=split_protocol,
+        options=options,
+        seed=None,
+        cache_dir=cache_dir,
+        missing_dataset="Give --dataset (and --data-dir): there is no metrics.json next to "
+        f"'{teacher_path}' to read the dataset from.",
+        fallback_seed=seed,
         progress=not quiet,
     )
-    if prepared is None:
-        raise click.UsageError(
-            f"Give --dataset (and --data-dir): there is no metrics.json next to "
-            f"'{teacher_path}' to read the dataset from."
-        )
     from keras_quaternion.training.loop import train
 
     try:

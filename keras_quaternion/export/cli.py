@@ -148,8 +148,9 @@ def export_command(
         options=options,
         seed=seed,
         cache_dir=cache_dir,
-        why=f"int8 export calibrates on its train split and the report scores its {subset} "
-        "split, and ",
+        missing_dataset=f"--dataset is required: int8 export calibrates on its train split and "
+        f"the report scores its {subset} split, and there is no metrics.json next to "
+        f"'{model_path}' to read it from.",
     )
     try:
         report = export_model(

@@ -564,7 +564,9 @@ def prepare_for_saved_model(
     options,
     seed,
     cache_dir,
-    why="",
+    missing_dataset=None,
+    fallback_seed=0,
+    progress=None,
 ):
     """Prepare the data a saved model is scored (or calibrated) on, as its training run did.
 
@@ -580,7 +582,10 @@ def prepare_for_saved_model(
             input gives the mel bands when nothing else does, or ``None`` for a ``.tflite`` file.
         dataset, data_dir, sample_rate, clip_seconds, n_mels, fold, split_protocol, options,
             seed, cache_dir: the command's dataset options (``None`` where not given).
-        why: text put before "there is no metrics.json ..." when ``--dataset`` is missing.
+        missing_dataset: the usage error shown when no dataset is given or recorded (default:
+            "--dataset is required: there is no metrics.json next to MODEL ...").
+        fallback_seed: the dataset seed when neither ``seed`` nor the recorded options give one.
+        progress: show progress bars (default: when stderr is a terminal).
 
     Returns:
         ``(model, prepared)``: what ``load_model`` returned and the
@@ -604,7 +609,8 @@ def prepare_for_saved_model(
     dataset = dataset or run.get("dataset")
     if not dataset:
         raise click.UsageError(
-            f"--dataset is required: {why}there is no metrics.json next to '{model_path}' to "
+            missing_dataset
+            or f"--dataset is required: there is no metrics.json next to '{model_path}' to "
             "read it from."
         )
     check_dataset_name(dataset)
@@ -631,11 +637,11 @@ def prepare_for_saved_model(
         sample_rate,
         clip_seconds,
         n_mels or 64,
-        dataset_options.get("seed", 0),
+        dataset_options.get("seed", fallback_seed),
         cache_dir,
         dataset_options,
         feature_config=feature_config,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty() if progress is None else progress,
     )
 
 
