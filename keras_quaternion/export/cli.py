@@ -21,6 +21,7 @@ from pathlib import Path
 
 import click
 
+from keras_quaternion.export.strategies import STRATEGY_NAMES
 from keras_quaternion.training.cli import dataset_cli_options, prepare_for_saved_model
 
 
@@ -48,6 +49,16 @@ def _fmt(value):
 )
 @click.option("--float", "float_only", is_flag=True, help="Export float32 instead of int8.")
 @click.option("--micro", is_flag=True, help="Also write model_data.h/.cc and model_ops.h.")
+@click.option(
+    "--quaternion",
+    type=click.Choice(STRATEGY_NAMES),
+    default="expanded",
+    show_default=True,
+    help="How quaternion layers reach the device: 'expanded' as the real layers they compute "
+    "(builtin operators only); 'compact' as one int8 custom operator each holding a quarter of "
+    "the weights (its C kernel and TFLite Micro registration come with --micro). See "
+    "docs/deploy.md.",
+)
 @click.option(
     "--calibration-samples",
     default=500,
@@ -89,6 +100,7 @@ def export_command(
     dataset,
     float_only,
     micro,
+    quaternion,
     calibration_samples,
     name,
     subset,
@@ -114,6 +126,11 @@ def export_command(
     from keras_quaternion.export.pipeline import REPORT_NAME, export_model
     from keras_quaternion.export.tflite import ExportError
 
+    if quaternion == "compact" and float_only:
+        raise click.BadParameter(
+            "'compact' exists for int8 models only; drop --float or use --quaternion expanded.",
+            param_hint="--quaternion",
+        )
     if not model_path.is_file():
         raise click.BadParameter(f"'{model_path}' does not exist.", param_hint="MODEL.keras")
     if model_path.suffix.lower() != ".keras":
@@ -165,18 +182,31 @@ def export_command(
             verify_samples=verify_samples,
             strict=strict,
             progress=progress,
+            quaternion=quaternion,
         )
     except (ValueError, TypeError, ExportError) as err:
         raise click.ClickException(str(err)) from None
 
     exp, arena, acc = report["export"], report["arena"], report["accuracy"] or {}
     click.echo(f"wrote {os.path.join(out_dir, exp['tflite'])}: {exp['flatbuffer_bytes']} bytes")
+    if "expanded_flatbuffer_bytes" in exp:
+        kept = [x["layer"] for x in exp["quaternion_layers"] if not x["compact"]]
+        click.echo(
+            f"quaternion: compact, {exp['size_ratio_to_expanded']:.2f}x the expanded flatbuffer "
+            f"({exp['expanded_flatbuffer_bytes']} bytes)"
+            + (f"; kept expanded: {', '.join(map(str, kept))}" if kept else "")
+        )
     click.echo(f"operators: {', '.join(exp['operators'])}")
     click.echo(
         f"tensor arena: {arena['recommended']} bytes (measured {arena['minimal']}, "
         f"+{arena['margin']:.0%}, rounded up to 1 KiB)"
     )
     ver = report["verification"]
+    if ver.get("quaternion_layers"):
+        click.echo(
+            f"compact operators: {len(ver['quaternion_layers'])} checked bit for bit; "
+            f"{ver['runtime']}"
+        )
     click.echo(
         f"TFLite Micro vs LiteRT: {ver['identical_samples']}/{ver['samples']} identical, max diff "
         f"{ver['max_abs_diff']:g}, top-1 agreement {ver['top1_agreement']:.3f}"

@@ -31,7 +31,7 @@ import tempfile
 import numpy as np
 
 from keras_quaternion.export.tflite import _as_bytes, inspect_tflite
-from keras_quaternion.export.tflm_ops import TFLM_BUILTIN_OPS, tflm_add_method
+from keras_quaternion.export.tflm_ops import TFLM_BUILTIN_OPS, TFLM_CUSTOM_OPS, tflm_add_method
 from keras_quaternion.export.verify import MIN_ARENA_PROBE
 from keras_quaternion.files import atomic_write
 
@@ -71,6 +71,10 @@ class ArenaMeasurement:
         recommended: ``max(recorded, minimal) * (1 + margin)`` rounded up to ``ARENA_ROUND``.
         margin: the fractional margin used.
         resolution: bisection resolution in bytes.
+        measured_on: which flatbuffer TFLite Micro ran: ``"deployed"``, or for a compact model
+            without the custom operators at hand ``"expanded twin"`` (same tensors and
+            activations; its CONV_2D / FULLY_CONNECTED persistent data is at least as large as
+            the custom operators').
 
     Example:
         Normally returned by :func:`measure_arena`; built by hand here:
@@ -86,6 +90,7 @@ class ArenaMeasurement:
     recommended: int
     margin: float
     resolution: int
+    measured_on: str = "deployed"
 
 
 # The arena search runs in a child process: TFLite Micro's Python interpreter sometimes crashes
@@ -418,7 +423,8 @@ def model_ops_source(tflite_model, name="model", *, generator="keras-quaternion"
     sym = micro_symbols(name)
     info = inspect_tflite(data)
     kinds = info.op_kinds
-    missing = [k for k in kinds if k not in TFLM_BUILTIN_OPS]
+    custom = [k[len("CUSTOM:") :] for k in kinds if k[len("CUSTOM:") :] in TFLM_CUSTOM_OPS]
+    missing = [k for k in kinds if k not in TFLM_BUILTIN_OPS and k[len("CUSTOM:") :] not in custom]
     if missing:
         raise ValueError(
             f"The model uses operators TFLite Micro lacks: {missing}; cannot write {sym['ops_h']}."
@@ -427,13 +433,21 @@ def model_ops_source(tflite_model, name="model", *, generator="keras-quaternion"
     calls = "\n".join(
         f"  if (resolver.{tflm_add_method(k)}() != kTfLiteOk) return kTfLiteError;  // {k}"
         for k in kinds
+        if k in TFLM_BUILTIN_OPS
     )
+    calls += "".join(
+        f'\n  if (resolver.AddCustom("{c}", {TFLM_CUSTOM_OPS[c][0]}) != kTfLiteOk) '
+        f"return kTfLiteError;"
+        for c in custom
+    )
+    headers = sorted({TFLM_CUSTOM_OPS[c][1] for c in custom})
+    includes = "".join(f'\n#include "{h}"' for h in headers)
     return f"""{_header_comment(info, None, generator)}
 // Registers exactly the {len(kinds)} operator kinds this model uses.
 #ifndef {guard}
 #define {guard}
 
-#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"{includes}
 
 constexpr int {sym["op_count"]} = {len(kinds)};
 using {sym["resolver"]} = tflite::MicroMutableOpResolver<{sym["op_count"]}>;
@@ -458,6 +472,8 @@ class MicroArtifacts:
         arena: the :class:`ArenaMeasurement` whose ``recommended`` size the header declares.
         operators: the model's distinct operator kinds, sorted.
         symbols: the file names and C symbols used (:func:`micro_symbols`).
+        sources: C sources of custom operators copied beside them (compact quaternion
+            operators: ``kq_quaternion_ops.c/.h`` and ``kq_quaternion_tflm.cc/.h``).
 
     Example:
         Here with a given arena, so that nothing is measured:
@@ -480,6 +496,13 @@ class MicroArtifacts:
     arena: ArenaMeasurement
     operators: tuple
     symbols: dict
+    sources: tuple = ()
+
+    @property
+    def files(self):
+        """Base names of every written file."""
+        paths = (self.data_h, self.data_cc, self.ops_h)
+        return tuple(os.path.basename(p) for p in paths) + tuple(self.sources)
 
 
 def write_micro_artifacts(tflite_bytes, out_dir, name="model", *, margin=ARENA_MARGIN, arena=None):
@@ -520,11 +543,18 @@ def write_micro_artifacts(tflite_bytes, out_dir, name="model", *, margin=ARENA_M
     atomic_write(paths["data_h"], header)
     atomic_write(paths["data_cc"], source)
     atomic_write(paths["ops_h"], ops)
+    operators = tuple(inspect_tflite(data).op_kinds)
+    sources = ()
+    if any(k[len("CUSTOM:") :] in TFLM_CUSTOM_OPS for k in operators):
+        from keras_quaternion.export.quaternion_kernel import copy_device_sources
+
+        sources = tuple(copy_device_sources(out_dir))
     return MicroArtifacts(
         data_h=paths["data_h"],
         data_cc=paths["data_cc"],
         ops_h=paths["ops_h"],
         arena=arena,
-        operators=tuple(inspect_tflite(data).op_kinds),
+        operators=operators,
         symbols=sym,
+        sources=sources,
     )

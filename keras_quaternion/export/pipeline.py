@@ -7,6 +7,10 @@
 2. verify the exported model on LiteRT and TFLite Micro (:func:`verify_tflite`);
 3. measure the tensor arena on TFLite Micro (:func:`measure_arena`) and, with ``micro=True``,
    write ``model_data.h``/``.cc`` and ``model_ops.h`` (:func:`write_micro_artifacts`);
+
+Steps 1-3 follow the export strategy named by ``quaternion=``
+(:mod:`keras_quaternion.export.strategies`): how quaternion layers reach the flatbuffer, how it
+is verified and how its arena is measured.
 4. score float Keras, float TFLite and int8 TFLite on the test split with the training metrics;
 5. time one inference on LiteRT (float and int8) on this CPU;
 6. write ``export_report.json`` atomically.
@@ -22,14 +26,11 @@ import platform
 
 import numpy as np
 
-from keras_quaternion.export.micro import (
-    ARENA_MARGIN,
-    measure_arena,
-    write_micro_artifacts,
-)
+from keras_quaternion.export.macs import deployed_macs
+from keras_quaternion.export.micro import ARENA_MARGIN, write_micro_artifacts
+from keras_quaternion.export.tflite import _strategy_for, convert_model, inspect_tflite, to_tflite
 from keras_quaternion.export.tflite import calibration_samples as _samples
-from keras_quaternion.export.tflite import inspect_tflite, to_tflite
-from keras_quaternion.export.verify import evaluate_tflite, litert_latency, verify_tflite
+from keras_quaternion.export.verify import evaluate_tflite, litert_latency
 from keras_quaternion.files import atomic_write
 
 REPORT_NAME = "export_report.json"
@@ -118,6 +119,117 @@ def _input_shape(model, prepared, calib, representative_data):
     return tuple(k if d is None else d for d, k in zip(shape, known))
 
 
+def _convert(model, int8, calib, calibration_samples, shape, quaternion):
+    """The float flatbuffer (for the report) and the deployed one, as a Conversion."""
+    from keras_quaternion.export.strategies import Conversion
+
+    float_fb = to_tflite(model, int8=False, input_shape=shape)
+    if not int8:
+        _strategy_for(quaternion, int8)  # a float export with an int8-only strategy is an error
+        return float_fb, Conversion(float_fb, quaternion, quaternion)
+    conversion = convert_model(
+        model,
+        representative_data=calib,
+        max_calibration_samples=calibration_samples,
+        input_shape=shape,
+        verify=False,  # verified below on the scored split
+        quaternion=quaternion,
+    )
+    return float_fb, conversion
+
+
+def _verification_inputs(model, prepared, split, calib, representative_data, shape, n, seed):
+    channels = int(model.inputs[0].shape[-1])
+    if prepared is not None and len(prepared.labels[split]):
+        return np.asarray(prepared.arrays(split, channels=channels)[0][:n])
+    source = calib if calib is not None else representative_data
+    if source is None:
+        source = np.random.default_rng(seed).normal(size=(n, *shape))
+    return np.asarray(source, np.float32)[:n]
+
+
+def _accuracy(model, prepared, split, float_fb, conversion, int8, progress):
+    if prepared is None:
+        return None
+    from keras_quaternion.training.loop import evaluate
+    from keras_quaternion.training.metrics import score_name
+
+    metric = score_name(prepared.multi_label)
+    keras_result = evaluate(model, prepared, split)
+    accuracy = {
+        "metric": metric,
+        "split": split,
+        "examples": keras_result["examples"],
+        "keras_float": keras_result[metric],
+        "tflite_float": evaluate_tflite(float_fb, prepared, split, progress=progress)[metric],
+    }
+    if int8:
+        # a compact flatbuffer is scored through its expanded twin (verified identical outputs)
+        scored = conversion.expanded_flatbuffer or conversion.flatbuffer
+        accuracy["tflite_int8"] = evaluate_tflite(scored, prepared, split, progress=progress)[
+            metric
+        ]
+    return accuracy
+
+
+def _latency(float_fb, conversion, int8, runs):
+    latency = {
+        "runtime": "LiteRT default kernels (XNNPACK), 1 thread, median of timed runs",
+        "runs": int(runs),
+        "float_ms": 1e3 * litert_latency(float_fb, runs=runs),
+    }
+    if not int8:
+        return latency
+    timed = conversion.expanded_flatbuffer or conversion.flatbuffer
+    if conversion.expanded_flatbuffer is not None:
+        latency["int8_model"] = "expanded twin (LiteRT cannot run the compact custom operators)"
+    latency["int8_ms"] = 1e3 * litert_latency(timed, runs=runs)
+    latency["float_over_int8"] = latency["float_ms"] / latency["int8_ms"]
+    # without XNNPACK: the float/int8 balance of kernels without wide float SIMD, as on an MCU
+    latency["float_ms_no_xnnpack"] = 1e3 * litert_latency(float_fb, runs=runs, xnnpack=False)
+    latency["int8_ms_no_xnnpack"] = 1e3 * litert_latency(timed, runs=runs, xnnpack=False)
+    latency["float_over_int8_no_xnnpack"] = (
+        latency["float_ms_no_xnnpack"] / latency["int8_ms_no_xnnpack"]
+    )
+    return latency
+
+
+def _export_section(conversion, float_fb, int8, filename, calib):
+    info = inspect_tflite(conversion.flatbuffer)
+    float_info = inspect_tflite(float_fb)
+    section = {
+        "format": "int8" if int8 else "float32",
+        "tflite": filename,
+        "quaternion": conversion.strategy_used,
+        "quaternion_requested": conversion.strategy,
+        "flatbuffer_bytes": info.size,
+        "float_flatbuffer_bytes": float_info.size,
+        "size_ratio_to_float": info.size / float_info.size,
+        "weight_bytes": info.constant_bytes,
+        "macs": deployed_macs(conversion.flatbuffer),
+        "input": _io(info.input),
+        "output": _io(info.output),
+        "operators": info.op_kinds,
+        "operator_count": len(info.operators),
+        "calibration_samples": None if calib is None else int(len(calib)),
+    }
+    if conversion.expanded_flatbuffer is not None:
+        section["expanded_flatbuffer_bytes"] = len(conversion.expanded_flatbuffer)
+        section["size_ratio_to_expanded"] = info.size / len(conversion.expanded_flatbuffer)
+        section["quaternion_layers"] = [dataclasses.asdict(x) for x in conversion.layers]
+    return section
+
+
+def _model_section(model, shape):
+    return {
+        "name": model.name,
+        "input_shape": list(model.inputs[0].shape[1:]),
+        "output_shape": list(model.outputs[0].shape[1:]),
+        "parameters": int(model.count_params()),
+        "macs": _macs(model, shape),
+    }
+
+
 def export_model(
     model,
     out_dir,
@@ -135,6 +247,7 @@ def export_model(
     margin=ARENA_MARGIN,
     seed=0,
     progress=True,
+    quaternion="expanded",
 ):
     """Export ``model`` to ``out_dir``: .tflite, verification, arena, optional micro files, report.
 
@@ -147,7 +260,8 @@ def export_model(
         representative_data: calibration inputs instead of the train split.
         int8: export full-integer int8 (``model_int8.tflite``); ``False``: float32
             (``model_float.tflite``). The float model is always converted too, for the report.
-        micro: also write ``<name>_data.h``, ``<name>_data.cc``, ``<name>_ops.h``.
+        micro: also write ``<name>_data.h``, ``<name>_data.cc``, ``<name>_ops.h`` (and, for
+            ``compact``, the C sources of the quaternion operator).
         calibration_samples: calibration set size (seeded random subset of the train split).
         split: split to score.
         name: C identifier for the micro files.
@@ -157,13 +271,16 @@ def export_model(
         margin: arena margin.
         seed: calibration subset seed.
         progress: tqdm bars while scoring.
+        quaternion: export strategy, ``"expanded"`` or ``"compact"`` (see
+            :func:`~keras_quaternion.export.to_tflite` and docs/deploy.md).
 
     Returns:
         The report (also written to ``out_dir/export_report.json``).
 
     Raises:
         ValueError: no calibration data for int8, input shape not matching ``prepared``,
-            ``calibration_samples`` < 1.
+            ``calibration_samples`` < 1, an unknown ``quaternion`` strategy or ``compact`` with
+            ``int8=False``.
         ExportError / VerificationError: see :func:`to_tflite`, :func:`verify_tflite`.
 
     Example:
@@ -173,6 +290,7 @@ def export_model(
     """
     if calibration_samples < 1:
         raise ValueError(f"calibration_samples must be >= 1, got {calibration_samples}.")
+    strategy = _strategy_for(quaternion, int8)
     _check_inputs(model, prepared)
     os.makedirs(out_dir, exist_ok=True)
 
@@ -181,106 +299,29 @@ def export_model(
         calib = _calibration(model, prepared, representative_data, calibration_samples, seed)
         calib = np.concatenate(_samples(calib, calibration_samples))
     shape = _input_shape(model, prepared, calib, representative_data)
-    float_fb = to_tflite(model, int8=False, input_shape=shape)
-    if int8:
-        main_fb = to_tflite(
-            model,
-            representative_data=calib,
-            max_calibration_samples=calibration_samples,
-            input_shape=shape,
-            verify=False,  # verified below on the scored split
-        )
-    else:
-        main_fb = float_fb
+    float_fb, conversion = _convert(model, int8, calib, calibration_samples, shape, quaternion)
     filename = "model_int8.tflite" if int8 else "model_float.tflite"
-    atomic_write(os.path.join(out_dir, filename), main_fb)
+    atomic_write(os.path.join(out_dir, filename), conversion.flatbuffer)
 
-    channels = int(model.inputs[0].shape[-1])
-    if prepared is not None and len(prepared.labels[split]):
-        verify_x = np.asarray(prepared.arrays(split, channels=channels)[0][:verify_samples])
-    else:
-        source = calib if calib is not None else representative_data
-        if source is None:
-            rng = np.random.default_rng(seed)
-            source = rng.normal(size=(verify_samples, *shape))
-        verify_x = np.asarray(source, np.float32)[:verify_samples]
-    verification = verify_tflite(main_fb, verify_x, strict=strict)
-    arena = measure_arena(main_fb, margin=margin)
-    info = inspect_tflite(main_fb)
-    float_info = inspect_tflite(float_fb)
+    verify_x = _verification_inputs(
+        model, prepared, split, calib, representative_data, shape, verify_samples, seed
+    )
+    verification = strategy.verify(conversion, verify_x, strict=strict)
+    arena = strategy.measure_arena(conversion, margin=margin)
 
     micro_files = None
     if micro:
-        art = write_micro_artifacts(main_fb, out_dir, name, arena=arena)
-        micro_files = {
-            "files": [os.path.basename(p) for p in (art.data_h, art.data_cc, art.ops_h)],
-            "symbols": art.symbols,
-        }
-
-    accuracy = None
-    if prepared is not None:
-        from keras_quaternion.training.loop import evaluate
-        from keras_quaternion.training.metrics import score_name
-
-        metric = score_name(prepared.multi_label)
-        keras_result = evaluate(model, prepared, split)
-        accuracy = {
-            "metric": metric,
-            "split": split,
-            "examples": keras_result["examples"],
-            "keras_float": keras_result[metric],
-            "tflite_float": evaluate_tflite(float_fb, prepared, split, progress=progress)[metric],
-        }
-        if int8:
-            accuracy["tflite_int8"] = evaluate_tflite(main_fb, prepared, split, progress=progress)[
-                metric
-            ]
-
-    latency = {
-        "runtime": "LiteRT default kernels (XNNPACK), 1 thread, median of timed runs",
-        "runs": int(latency_runs),
-        "float_ms": 1e3 * litert_latency(float_fb, runs=latency_runs),
-    }
-    if int8:
-        latency["int8_ms"] = 1e3 * litert_latency(main_fb, runs=latency_runs)
-        latency["float_over_int8"] = latency["float_ms"] / latency["int8_ms"]
-        # without XNNPACK: the float/int8 balance of kernels without wide float SIMD, as on an MCU
-        latency["float_ms_no_xnnpack"] = 1e3 * litert_latency(
-            float_fb, runs=latency_runs, xnnpack=False
-        )
-        latency["int8_ms_no_xnnpack"] = 1e3 * litert_latency(
-            main_fb, runs=latency_runs, xnnpack=False
-        )
-        latency["float_over_int8_no_xnnpack"] = (
-            latency["float_ms_no_xnnpack"] / latency["int8_ms_no_xnnpack"]
-        )
+        art = write_micro_artifacts(conversion.flatbuffer, out_dir, name, arena=arena)
+        micro_files = {"files": list(art.files), "symbols": art.symbols}
 
     report = {
-        "model": {
-            "name": model.name,
-            "input_shape": list(model.inputs[0].shape[1:]),
-            "output_shape": list(model.outputs[0].shape[1:]),
-            "parameters": int(model.count_params()),
-            "macs": _macs(model, shape),
-        },
-        "export": {
-            "format": "int8" if int8 else "float32",
-            "tflite": filename,
-            "flatbuffer_bytes": info.size,
-            "float_flatbuffer_bytes": float_info.size,
-            "size_ratio_to_float": info.size / float_info.size,
-            "weight_bytes": info.constant_bytes,
-            "input": _io(info.input),
-            "output": _io(info.output),
-            "operators": info.op_kinds,
-            "operator_count": len(info.operators),
-            "calibration_samples": None if calib is None else int(len(calib)),
-        },
+        "model": _model_section(model, shape),
+        "export": _export_section(conversion, float_fb, int8, filename, calib),
         "arena": dataclasses.asdict(arena),
-        "memory": {"flash_bytes": info.size, "ram_bytes": arena.recommended},
+        "memory": {"flash_bytes": len(conversion.flatbuffer), "ram_bytes": arena.recommended},
         "verification": dataclasses.asdict(verification),
-        "accuracy": accuracy,
-        "latency": latency,
+        "accuracy": _accuracy(model, prepared, split, float_fb, conversion, int8, progress),
+        "latency": _latency(float_fb, conversion, int8, latency_runs),
         "micro": micro_files,
         "environment": {
             "date": datetime.date.today().isoformat(),

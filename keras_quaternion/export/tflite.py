@@ -360,13 +360,15 @@ def _describe(op, layer):
     return f"operator {op.name} (from {where})"
 
 
-def check_tflite(tflite_model, model=None, *, int8=True):
+def check_tflite(tflite_model, model=None, *, int8=True, custom_ops=()):
     """Check that a flatbuffer can run on TFLite Micro (and, for int8, is fully quantized).
 
     Args:
         tflite_model: the flatbuffer (``bytes``).
         model: the Keras model it came from, used to name layers in errors (optional).
         int8: also require int8 input/output and no float tensor anywhere in the graph.
+        custom_ops: names of custom operators the export strategy adds and registers (see
+            :mod:`keras_quaternion.export.strategies`); any other custom operator is an error.
 
     Returns:
         The :class:`TFLiteInfo` of the flatbuffer.
@@ -382,6 +384,8 @@ def check_tflite(tflite_model, model=None, *, int8=True):
     layers = operator_layers(info, model) if model is not None else [None] * len(info.operators)
     problems = []
     for op, layer in zip(info.operators, layers):
+        if op.name.startswith("CUSTOM:") and op.name[len("CUSTOM:") :] in custom_ops:
+            continue
         if op.name.startswith("CUSTOM:"):
             problems.append(
                 f"{_describe(op, layer)} is a custom operator; TFLite Micro builds only register "
@@ -554,6 +558,124 @@ def _max_abs_diff(a, b):
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
+def _folded(model, strategy, shape, samples):
+    """The strategy's inference graph, checked against ``model`` on a few inputs."""
+    export_model = strategy.deploy(model, batch_size=1, input_shape=shape)
+    if samples is not None:
+        probe = samples[:4]
+    else:
+        rng = np.random.default_rng(0)
+        probe = [rng.normal(size=(1, *shape)).astype("float32") for _ in range(2)]
+    ref = np.concatenate([np.asarray(model(p, training=False)) for p in probe])
+    got = np.concatenate([np.asarray(export_model(p, training=False)) for p in probe])
+    tol = 1e-3 * (1.0 + float(np.max(np.abs(ref))))
+    if _max_abs_diff(ref, got) > tol:
+        raise ExportError(
+            f"The folded inference graph of model '{model.name}' differs from the model by "
+            f"{_max_abs_diff(ref, got):.3g} (tolerance {tol:.3g}); export with fold=False "
+            f"and report this as a bug."
+        )
+    return export_model
+
+
+def _run_converter(model, export_model, samples, int8):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(export_model)
+    if int8:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+        def representative():
+            for sample in samples:
+                yield [sample]
+
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            flatbuffer = converter.convert()
+    except Exception as err:  # the converter raises ConverterError and plain exceptions
+        raise _converter_error(err, model, int8) from err
+    return bytes(flatbuffer)
+
+
+def _strategy_for(quaternion, int8):
+    from keras_quaternion.export.strategies import get_strategy
+
+    strategy = get_strategy(quaternion)
+    if strategy.int8_only and not int8:
+        raise ValueError(
+            f"quaternion={quaternion!r} exists for full-integer int8 models only; export with "
+            f"int8=True or quaternion='expanded'."
+        )
+    return strategy
+
+
+def convert_model(
+    model,
+    *,
+    representative_data=None,
+    int8=True,
+    max_calibration_samples=500,
+    input_shape=None,
+    fold=True,
+    check_micro=True,
+    verify=True,
+    quaternion="expanded",
+):
+    """:func:`to_tflite`, returning how the flatbuffer was made as well.
+
+    Takes the arguments of :func:`to_tflite`.
+
+    Returns:
+        A :class:`~keras_quaternion.export.strategies.Conversion`: the flatbuffer, the strategy
+        asked for and the one used, and for ``compact`` the converter's own (expanded)
+        flatbuffer and what became of each quaternion layer.
+
+    Raises:
+        The errors of :func:`to_tflite`.
+
+    Example:
+        >>> import numpy as np, keras
+        >>> from keras_quaternion import QConv2D
+        >>> x = keras.Input((16, 8, 4))
+        >>> y = keras.layers.GlobalAveragePooling2D()(QConv2D(2, 3, activation="relu")(x))
+        >>> model = keras.Model(x, keras.layers.Dense(3)(y))
+        >>> calib = np.random.default_rng(0).normal(size=(16, 16, 8, 4)).astype("float32")
+        >>> conversion = convert_model(model, representative_data=calib, quaternion="compact")
+        >>> conversion.strategy_used, inspect_tflite(conversion.flatbuffer).op_kinds
+        ('compact', ['CUSTOM:KQ_QCONV2D', 'FULLY_CONNECTED', 'MEAN'])
+    """
+    import keras
+
+    from keras_quaternion.export.strategies import Conversion
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"to_tflite: expected a keras.Model, got {type(model).__name__}.")
+    strategy = _strategy_for(quaternion, int8)
+    samples = None
+    if int8:
+        samples = calibration_samples(representative_data, max_calibration_samples)
+    shape = _check_model(model, input_shape, samples)
+    if samples is not None and samples[0].shape[1:] != shape:
+        raise ValueError(
+            f"representative_data samples have shape {samples[0].shape[1:]}, but model "
+            f"'{model.name}' expects inputs of shape {shape} (without the batch axis)."
+        )
+    export_model = _folded(model, strategy, shape, samples) if fold else model
+    flatbuffer = _run_converter(model, export_model, samples, int8)
+    conversion = Conversion(flatbuffer, strategy.name, strategy.name)
+    conversion = strategy.rewrite(conversion, model, export_model)
+    if check_micro:
+        check_tflite(conversion.flatbuffer, export_model, int8=int8, custom_ops=strategy.custom_ops)
+    if verify and int8:
+        strategy.verify(conversion, np.concatenate(samples[:VERIFY_SAMPLES]))
+    return conversion
+
+
 def to_tflite(
     model,
     *,
@@ -564,6 +686,7 @@ def to_tflite(
     fold=True,
     check_micro=True,
     verify=True,
+    quaternion="expanded",
 ):
     """Convert a Keras model to a TFLite flatbuffer, float32 or full-integer int8.
 
@@ -585,13 +708,18 @@ def to_tflite(
         verify: int8: run the flatbuffer on LiteRT and TFLite Micro on the first
             ``VERIFY_SAMPLES`` calibration samples (:func:`~keras_quaternion.export.verify_tflite`);
             :func:`~keras_quaternion.export.export_model` verifies on test data instead.
+        quaternion: how quaternion layers reach the flatbuffer
+            (:mod:`keras_quaternion.export.strategies`): ``"expanded"`` (real layers, builtin
+            operators only) or ``"compact"`` (int8 only: one custom operator per quaternion
+            layer holding a quarter of the weights, see docs/deploy.md).
 
     Returns:
         The flatbuffer as ``bytes``. Its input is ``(1, *input_shape)``.
 
     Raises:
         TypeError / ValueError: not a Keras model, several inputs/outputs, unknown input
-            dimensions, missing or empty representative data for int8.
+            dimensions, missing or empty representative data for int8, an unknown
+            ``quaternion`` strategy, or ``compact`` for a float model.
         ExportError: conversion failed, the model cannot be fully int8-quantized or uses an
             operator TFLite Micro lacks (the message names layer and operator), or the folded
             inference graph disagrees with the model.
@@ -608,63 +736,14 @@ def to_tflite(
         >>> inspect_tflite(flatbuffer).op_kinds
         ['CONV_2D', 'FULLY_CONNECTED', 'MEAN']
     """
-    import keras
-    import tensorflow as tf
-
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"to_tflite: expected a keras.Model, got {type(model).__name__}.")
-    samples = None
-    if int8:
-        samples = calibration_samples(representative_data, max_calibration_samples)
-    shape = _check_model(model, input_shape, samples)
-    if samples is not None and samples[0].shape[1:] != shape:
-        raise ValueError(
-            f"representative_data samples have shape {samples[0].shape[1:]}, but model "
-            f"'{model.name}' expects inputs of shape {shape} (without the batch axis)."
-        )
-    export_model = model
-    if fold:
-        from keras_quaternion.export.fold import deploy_model
-
-        export_model = deploy_model(model, batch_size=1, input_shape=shape)
-        if samples is not None:
-            probe = samples[:4]
-        else:
-            rng = np.random.default_rng(0)
-            probe = [rng.normal(size=(1, *shape)).astype("float32") for _ in range(2)]
-        ref = np.concatenate([np.asarray(model(p, training=False)) for p in probe])
-        got = np.concatenate([np.asarray(export_model(p, training=False)) for p in probe])
-        tol = 1e-3 * (1.0 + float(np.max(np.abs(ref))))
-        if _max_abs_diff(ref, got) > tol:
-            raise ExportError(
-                f"The folded inference graph of model '{model.name}' differs from the model by "
-                f"{_max_abs_diff(ref, got):.3g} (tolerance {tol:.3g}); export with fold=False "
-                f"and report this as a bug."
-            )
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(export_model)
-    if int8:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-
-        def representative():
-            for sample in samples:
-                yield [sample]
-
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            flatbuffer = converter.convert()
-    except Exception as err:  # the converter raises ConverterError and plain exceptions
-        raise _converter_error(err, model, int8) from err
-    flatbuffer = bytes(flatbuffer)
-    if check_micro:
-        check_tflite(flatbuffer, export_model, int8=int8)
-    if verify and int8:
-        from keras_quaternion.export.verify import verify_tflite
-
-        verify_tflite(flatbuffer, np.concatenate(samples[:VERIFY_SAMPLES]))
-    return flatbuffer
+    return convert_model(
+        model,
+        representative_data=representative_data,
+        int8=int8,
+        max_calibration_samples=max_calibration_samples,
+        input_shape=input_shape,
+        fold=fold,
+        check_micro=check_micro,
+        verify=verify,
+        quaternion=quaternion,
+    ).flatbuffer

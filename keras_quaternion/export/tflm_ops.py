@@ -150,3 +150,11 @@ def tflm_add_method(op_name):
             f"keras_quaternion.export.tflm_ops.TFLM_BUILTIN_OPS, {len(TFLM_BUILTIN_OPS)} "
             f"operators, from {TFLM_SOURCE})."
         ) from None
+
+
+#: keras-quaternion's own custom operators: name -> (registration call, header declaring it).
+#: ``<name>_ops.h`` registers them with ``AddCustom``; their sources are in ``tflite/quaternion``.
+TFLM_CUSTOM_OPS: dict[str, tuple[str, str]] = {
+    "KQ_QCONV2D": ("tflite::Register_KQ_QCONV2D()", "kq_quaternion_tflm.h"),
+    "KQ_QFULLY_CONNECTED": ("tflite::Register_KQ_QFULLY_CONNECTED()", "kq_quaternion_tflm.h"),
+}

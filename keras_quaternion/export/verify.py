@@ -501,6 +501,9 @@ class VerificationResult:
             to be the FULLY_CONNECTED single/double rounding difference.
         default_kernels_max_abs_diff: largest difference TFLite Micro vs LiteRT's default
             (XNNPACK) kernels, for information.
+        runtime: what ran the deployed flatbuffer for this verification.
+        quaternion_layers: compact strategy: per custom operator, the layer and the samples on
+            which its C kernel matched both runtimes (``None`` for other strategies).
 
     Example:
         >>> import keras
@@ -524,6 +527,8 @@ class VerificationResult:
     top1_agreement: float
     rounding_explained: list
     default_kernels_max_abs_diff: float
+    runtime: str = "LiteRT reference kernels and TFLite Micro's Python runtime"
+    quaternion_layers: list | None = None
 
     @property
     def identical(self):

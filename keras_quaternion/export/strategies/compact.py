@@ -1,0 +1,424 @@
+"""Strategy ``compact``: quaternion layers stay quaternion in the int8 flatbuffer.
+
+The converter turns every quaternion convolution or dense layer into a real CONV_2D /
+FULLY_CONNECTED whose int8 kernel ``E`` (``[4F, kh, kw, 4C]``, output channels first) is built
+from four blocks of components by signs and permutations (:data:`HAMILTON_BLOCKS`). After the
+converter has run, this strategy
+
+1. reads each such kernel and takes its four components from the first output block
+   (``Q[p*F + f] = ±E[f, ..., p*C:(p+1)*C]``), giving a ``[4F, kh, kw, C]`` tensor: a quarter;
+2. rebuilds ``E`` from ``Q`` and keeps the layer expanded, saying why, unless the rebuild is
+   bit-exact (it is, unless a kernel holds -128 or batch norm mixed the components);
+3. replaces the operator by the CUSTOM operator ``KQ_QCONV2D`` / ``KQ_QFULLY_CONNECTED`` with the
+   compact weights, the same per-real-output-channel scales, the same int32 bias and its
+   stride / padding / dilation / activation in 32 bytes of custom options.
+
+The quantisation stays the converter's: the custom operator's C kernel
+(``tflite/quaternion/kq_quaternion_ops.c``) computes the same integer sums and requantises them
+as TFLite's reference kernels do, so the compact model's int8 outputs equal the expanded
+model's. :func:`verify_layers` checks that, operator by operator, against LiteRT's reference
+kernels and TFLite Micro running the expanded model.
+
+Example:
+    >>> import numpy as np
+    >>> e = expand_kernel(np.arange(1, 9, dtype=np.int8).reshape(8, 1, 1, 1))
+    >>> e.shape, bool(np.array_equal(compact_kernel(e)[0], np.arange(1, 9).reshape(8, 1, 1, 1)))
+    ((8, 1, 1, 2), True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+
+from keras_quaternion.export import flatbuffer as fbs
+from keras_quaternion.export.quaternion_kernel import CONV_OP, FC_OP, QuantizedLayer
+from keras_quaternion.export.strategies.base import ExportStrategy
+from keras_quaternion.layers.hamilton import HAMILTON_BLOCKS
+
+#: builtin operator -> (custom operator, kind in the options)
+COMPACT_OPS = {"CONV_2D": (CONV_OP, "conv"), "FULLY_CONNECTED": (FC_OP, "fc")}
+_ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
+_PADDINGS = {0: "SAME", 1: "VALID"}
+
+
+def expand_kernel(compact):
+    """The real int8 kernel ``[4F, kh, kw, 4C]`` of compact components ``[4F, kh, kw, C]``.
+
+    Args:
+        compact: integer array whose row ``p*F + f`` is component ``p`` of filter ``f``.
+
+    Returns:
+        The expanded kernel, output channels first (TFLite's OHWI layout).
+
+    Example:
+        >>> expand_kernel(np.array([1, 2, 3, 4], np.int8).reshape(4, 1, 1, 1))[:, 0, 0, :].tolist()
+        [[1, -2, -3, -4], [2, 1, -4, 3], [3, 4, 1, -2], [4, -3, 2, 1]]
+    """
+    compact = np.asarray(compact)
+    units, spatial, c = compact.shape[0] // 4, compact.shape[1:-1], compact.shape[-1]
+    blocks = compact.reshape(4, units, *spatial, c)
+    out = np.empty((4, units, *spatial, 4, c), dtype=compact.dtype)
+    for a, row in enumerate(HAMILTON_BLOCKS):
+        for b, (component, sign) in enumerate(row):
+            out[b, ..., a, :] = blocks[component] if sign > 0 else -blocks[component]
+    return out.reshape(4 * units, *spatial, 4 * c)
+
+
+def compact_kernel(expanded):
+    """The compact components of an expanded int8 kernel, or why there are none.
+
+    Args:
+        expanded: int8 ``[4F, ..., 4C]`` kernel (output channels first).
+
+    Returns:
+        ``(compact, None)`` when :func:`expand_kernel` of ``compact`` gives ``expanded`` back bit
+        for bit, else ``(None, reason)``.
+
+    Example:
+        >>> compact_kernel(np.ones((4, 1, 1, 4), np.int8))[1]
+        'the int8 kernel does not have the Hamilton block structure (batch norm or rounding ...'
+    """
+    e = np.asarray(expanded)
+    if e.shape[0] % 4 or e.shape[-1] % 4:
+        return None, f"its kernel {tuple(e.shape)} is not made of 4x4 quaternion blocks"
+    if e.dtype == np.int8 and np.any(e == -128):
+        return None, "its int8 kernel holds -128, whose negation does not fit in int8"
+    units, c = e.shape[0] // 4, e.shape[-1] // 4
+    first = e.reshape(4, units, *e.shape[1:-1], 4, c)[0]  # output block r: (F, ..., 4, C)
+    parts = [first[..., a, :] * HAMILTON_BLOCKS[a][0][1] for a in range(4)]
+    compact = np.concatenate(parts, axis=0).astype(e.dtype)
+    if not np.array_equal(expand_kernel(compact), e):
+        return None, (
+            "the int8 kernel does not have the Hamilton block structure (batch norm or rounding "
+            "made the four output blocks differ)"
+        )
+    return compact, None
+
+
+@dataclasses.dataclass(frozen=True)
+class CompactLayer:
+    """What the compact rewrite did with one candidate operator.
+
+    Attributes:
+        operator: operator index in the flatbuffer.
+        layer: the Keras layer it came from (``None`` if unknown).
+        builtin: ``"CONV_2D"`` or ``"FULLY_CONNECTED"``.
+        compact: whether it became a custom operator.
+        reason: why not, when it did not.
+        weight_bytes: int8 weight bytes before and after (``(expanded, compact)``).
+
+    Example:
+        >>> CompactLayer(0, "conv1", "CONV_2D", True, None, (576, 144)).weight_bytes
+        (576, 144)
+    """
+
+    operator: int
+    layer: str | None
+    builtin: str
+    compact: bool
+    reason: str | None
+    weight_bytes: tuple
+
+
+def _quaternion_layer_names(model):
+    from keras_quaternion.layers import QConv, QDense
+
+    names = set()
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, (QConv, QDense)):
+            names.add(layer.name)
+    return names
+
+
+def _unsupported(model, op):
+    """Why an int8 CONV_2D / FULLY_CONNECTED cannot become the custom operator, or ``None``."""
+    graph = model.subgraphs[0]
+    x, w, y = (graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]],
+               graph.tensors[op.outputs[0]])  # fmt: skip
+    if not (x.type == w.type == y.type == 9):
+        return "it is not an int8 operator"
+    if int(x.shape[-1]) != int(w.shape[-1]):
+        return "it is a grouped convolution"
+    if np.any(np.asarray(w.quantization.zeroPoint)):
+        return "its weights are not symmetrically quantised"
+    opts = op.builtinOptions
+    if getattr(opts, "fusedActivationFunction", 0) not in _ACTIVATIONS:
+        return f"its fused activation {opts.fusedActivationFunction} has no compact kernel"
+    if getattr(opts, "weightsFormat", 0) != 0:
+        return "its weights use a shuffled format"
+    return None
+
+
+def _options(op, kind):
+    from keras_quaternion.export.quaternion_kernel import load_kernels
+
+    opts = op.builtinOptions
+    activation = _ACTIVATIONS[opts.fusedActivationFunction]
+    if kind == "fc":
+        return load_kernels().options("fc", activation=activation)
+    return load_kernels().options(
+        "conv",
+        padding=_PADDINGS[opts.padding],
+        strides=(opts.strideH, opts.strideW),
+        dilation=(opts.dilationHFactor, opts.dilationWFactor),
+        activation=activation,
+    )
+
+
+def _rewrite_operator(model, index, layer_name):
+    """Make operator ``index`` compact when possible; return its :class:`CompactLayer`."""
+    op = model.subgraphs[0].operators[index]
+    builtin = fbs.opcode_name(model, op)
+    custom, kind = COMPACT_OPS[builtin]
+    kernel = fbs.tensor_data(model, op.inputs[1])
+    size = (int(kernel.size), int(kernel.size))
+    reason = _unsupported(model, op)
+    compact = None
+    if reason is None:
+        shaped = kernel.reshape(kernel.shape[0], 1, 1, -1) if kind == "fc" else kernel
+        compact, reason = compact_kernel(shaped)
+    if compact is None:
+        return CompactLayer(index, layer_name, builtin, False, reason, size)
+    compact = compact.reshape(compact.shape[0], -1) if kind == "fc" else compact
+    op.customOptions = np.frombuffer(_options(op, kind), dtype=np.uint8)
+    fbs.set_tensor_data(model, op.inputs[1], compact)
+    op.opcodeIndex = fbs.custom_opcode(model, custom)
+    op.builtinOptionsType, op.builtinOptions = 0, None
+    op.customOptionsFormat = 0
+    return CompactLayer(index, layer_name, builtin, True, None, (size[0], int(compact.size)))
+
+
+def compact_flatbuffer(expanded, layer_names=None):
+    """Rewrite the quaternion operators of an int8 flatbuffer as compact custom operators.
+
+    Args:
+        expanded: the int8 flatbuffer from the converter (``bytes``).
+        layer_names: per operator, the Keras layer it came from, and which of them are
+            quaternion: ``(operator_layers, quaternion_names)``. ``None``: every
+            CONV_2D / FULLY_CONNECTED whose kernel has the Hamilton structure.
+
+    Returns:
+        ``(flatbuffer, layers)``: the rewritten flatbuffer and one :class:`CompactLayer` per
+        candidate operator.
+
+    Example:
+        >>> compact, layers = compact_flatbuffer(int8_flatbuffer)  # doctest: +SKIP
+        >>> [(l.layer, l.compact) for l in layers]  # doctest: +SKIP
+        [('conv1', True), ('fc1', True)]
+    """
+    model = fbs.read_model(expanded)
+    per_op, quaternion = layer_names if layer_names is not None else (None, None)
+    layers = []
+    for index, op in enumerate(model.subgraphs[0].operators):
+        if fbs.opcode_name(model, op) not in COMPACT_OPS:
+            continue
+        name = per_op[index] if per_op is not None else None
+        if quaternion is not None and name not in quaternion:
+            continue
+        result = _rewrite_operator(model, index, name)
+        if quaternion is None and not result.compact:
+            continue  # without layer names, only a Hamilton-structured kernel is quaternion
+        layers.append(result)
+    fbs.drop_unused_opcodes(model)
+    return fbs.write_model(model), tuple(layers)
+
+
+def _restore_operator(model, op, schema):
+    custom = fbs.opcode_name(model, op).split(":", 1)[1]
+    from keras_quaternion.export.quaternion_kernel import load_kernels
+
+    fields = load_kernels().parse_options(bytes(np.asarray(op.customOptions, np.uint8)))
+    kind, padding, sh, sw, dh, dw, activation = fields
+    compact = fbs.tensor_data(model, op.inputs[1])
+    shaped = compact.reshape(compact.shape[0], 1, 1, -1) if custom == FC_OP else compact
+    expanded = expand_kernel(shaped)
+    if custom == FC_OP:
+        options = schema.FullyConnectedOptionsT()
+        options.fusedActivationFunction = activation
+        expanded = expanded.reshape(expanded.shape[0], -1)
+        op.builtinOptionsType = schema.BuiltinOptions.FullyConnectedOptions
+        op.opcodeIndex = _builtin_opcode(model, schema.BuiltinOperator.FULLY_CONNECTED, 12)
+    else:
+        options = schema.Conv2DOptionsT()
+        options.padding, options.strideH, options.strideW = padding, sh, sw
+        options.dilationHFactor, options.dilationWFactor = dh, dw
+        options.fusedActivationFunction = activation
+        op.builtinOptionsType = schema.BuiltinOptions.Conv2DOptions
+        op.opcodeIndex = _builtin_opcode(model, schema.BuiltinOperator.CONV_2D, 3)
+    fbs.set_tensor_data(model, op.inputs[1], expanded)
+    op.builtinOptions, op.customOptions = options, None
+
+
+def _builtin_opcode(model, builtin, version):
+    _, schema = fbs._schema()
+    for i, code in enumerate(model.operatorCodes):
+        if code.builtinCode == builtin:
+            return i
+    code = schema.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), version
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def expand_flatbuffer(compact):
+    """The inverse rewrite: every compact custom operator back to its real builtin operator.
+
+    LiteRT and stock TFLite Micro cannot run the custom operators; the expanded flatbuffer
+    computes the same int8 outputs, so tools that only need the model's outputs (scoring,
+    prediction) run it instead.
+
+    Args:
+        compact: a flatbuffer written by the ``compact`` strategy (``bytes``).
+
+    Returns:
+        The flatbuffer with builtin CONV_2D / FULLY_CONNECTED operators (``bytes``); a
+        flatbuffer without compact operators is returned unchanged.
+
+    Example:
+        >>> inspect_tflite(expand_flatbuffer(compact)).op_kinds  # doctest: +SKIP
+        ['CONV_2D', 'FULLY_CONNECTED', 'MEAN']
+    """
+    model = fbs.read_model(compact)
+    _, schema = fbs._schema()
+    changed = False
+    for op in model.subgraphs[0].operators:
+        if fbs.opcode_name(model, op) in (f"CUSTOM:{CONV_OP}", f"CUSTOM:{FC_OP}"):
+            _restore_operator(model, op, schema)
+            changed = True
+    if not changed:
+        return bytes(compact)
+    fbs.drop_unused_opcodes(model)
+    return fbs.write_model(model)
+
+
+def is_compact(tflite_model):
+    """Whether a flatbuffer holds compact quaternion operators.
+
+    Example:
+        >>> is_compact(compact_flatbuffer_bytes)  # doctest: +SKIP
+        True
+    """
+    from keras_quaternion.export.tflite import inspect_tflite
+
+    kinds = inspect_tflite(tflite_model).op_kinds
+    return any(k in (f"CUSTOM:{CONV_OP}", f"CUSTOM:{FC_OP}") for k in kinds)
+
+
+def quantized_layer(model, op):
+    """The :class:`QuantizedLayer` of compact operator ``op`` of a ``ModelT``.
+
+    Example:
+        >>> quantized_layer(model, model.subgraphs[0].operators[0]).units  # doctest: +SKIP
+        (1, 8)
+    """
+    from keras_quaternion.export.quaternion_kernel import load_kernels
+
+    graph = model.subgraphs[0]
+    x, w, y = (graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]],
+               graph.tensors[op.outputs[0]])  # fmt: skip
+    fields = load_kernels().parse_options(bytes(np.asarray(op.customOptions, np.uint8)))
+    bias = None
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        bias = fbs.tensor_data(model, op.inputs[2])
+    return QuantizedLayer(
+        filter=fbs.tensor_data(model, op.inputs[1]),
+        bias=bias,
+        input_scale=float(x.quantization.scale[0]),
+        input_zero_point=int(x.quantization.zeroPoint[0]),
+        filter_scales=tuple(float(s) for s in w.quantization.scale),
+        output_scale=float(y.quantization.scale[0]),
+        output_zero_point=int(y.quantization.zeroPoint[0]),
+        activation=_ACTIVATIONS[fields[6]],
+        strides=(fields[2], fields[3]),
+        dilation=(fields[4], fields[5]),
+        padding=_PADDINGS[fields[1]],
+    )
+
+
+class CompactStrategy(ExportStrategy):
+    """Quaternion layers as compact int8 custom operators (a quarter of the weights).
+
+    Example:
+        >>> CompactStrategy().custom_ops
+        ('KQ_QCONV2D', 'KQ_QFULLY_CONNECTED')
+    """
+
+    name = "compact"
+    summary = "quaternion layers as one int8 custom operator each, holding a quarter of the weights"
+    int8_only = True
+    custom_ops = (CONV_OP, FC_OP)
+
+    def rewrite(self, conversion, model, export_model):
+        from keras_quaternion.export.tflite import inspect_tflite, operator_layers
+
+        quaternion = _quaternion_layer_names(model)
+        if not quaternion:
+            warnings.warn(
+                f"Model '{model.name}' has no quaternion layers: --quaternion compact has nothing "
+                f"to make compact; exported with strategy 'expanded'.",
+                stacklevel=3,
+            )
+            return dataclasses.replace(conversion, strategy_used="expanded")
+        per_op = operator_layers(inspect_tflite(conversion.flatbuffer), export_model)
+        flatbuffer, layers = compact_flatbuffer(conversion.flatbuffer, (per_op, quaternion))
+        kept = [f"'{x.layer}' ({x.reason})" for x in layers if not x.compact]
+        if kept:
+            warnings.warn(
+                f"--quaternion compact kept {len(kept)} quaternion layer(s) expanded: "
+                f"{'; '.join(kept)}.",
+                stacklevel=3,
+            )
+        return dataclasses.replace(
+            conversion,
+            flatbuffer=flatbuffer,
+            expanded_flatbuffer=conversion.flatbuffer,
+            layers=layers,
+            strategy_used=self.name if any(x.compact for x in layers) else "expanded",
+        )
+
+    def verify(self, conversion, inputs, *, strict=False, arena_size=None):
+        """Verify the expanded model on both runtimes, then every compact operator against them.
+
+        Where a TFLite Micro checkout is set up (``KQ_TFLM_ROOT``), the whole compact model
+        also runs on TFLite Micro and must give the expanded model's outputs.
+        """
+        from keras_quaternion.export.verify import verify_tflite
+
+        if conversion.expanded_flatbuffer is None:
+            return verify_tflite(
+                conversion.flatbuffer, inputs, strict=strict, arena_size=arena_size
+            )
+        from keras_quaternion.export import verify_compact
+
+        result = verify_tflite(
+            conversion.expanded_flatbuffer, inputs, strict=strict, arena_size=arena_size
+        )
+        names = {x.operator: x.layer for x in conversion.layers}
+        result.quaternion_layers = verify_compact.verify_layers(
+            conversion.expanded_flatbuffer, conversion.flatbuffer, inputs, names
+        )
+        result.runtime = verify_compact.verify_whole(
+            conversion.expanded_flatbuffer, conversion.flatbuffer, inputs, arena_size=arena_size
+        )
+        return result
+
+    def measure_arena(self, conversion, *, margin):
+        """Measured on the compact model where TFLite Micro has its operators, else on the twin.
+
+        Without a TFLite Micro checkout (``KQ_TFLM_ROOT``) the Python runtime cannot run the
+        custom operators; the expanded twin has the same tensors and activations, and its
+        builtin operators keep at least as much persistent data as the custom ones.
+        """
+        from keras_quaternion.export import tflm_custom
+        from keras_quaternion.export.micro import measure_arena
+
+        if conversion.expanded_flatbuffer is None:
+            return measure_arena(conversion.flatbuffer, margin=margin)
+        library = tflm_custom.custom_op_library()
+        if library is not None:
+            return measure_arena(conversion.flatbuffer, margin=margin, custom_ops=library)
+        arena = measure_arena(conversion.expanded_flatbuffer, margin=margin)
+        return dataclasses.replace(arena, measured_on="expanded twin")
