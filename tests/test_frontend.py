@@ -528,13 +528,44 @@ def _tiny_int8_model(tmp_path):
     return flatbuffer, art, float(scale), int(zero_point)
 
 
-@pytest.fixture(scope="module")
-def device_build(tmp_path_factory):
+def _tiny_compact_model(tmp_path):
+    """A quaternion int8 model exported with the compact strategy, plus its micro files.
+
+    Returns the compact flatbuffer's files and, as "flatbuffer", its expanded twin (the
+    converter's output), whose TFLite Micro outputs the compact model must reproduce.
+    """
+    import keras
+
+    from keras_quaternion import QConv2D
+    from keras_quaternion.export.micro import ArenaMeasurement, write_micro_artifacts
+    from keras_quaternion.export.tflite import convert_model
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((101, FSDD_CONFIG.n_mels, 4), batch_size=1)
+    y = QConv2D(2, 3, strides=2, activation="relu", name="qconv")(x)
+    y = QConv2D(2, 3, padding="same", activation="relu", name="qconv2")(y)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    model = keras.Model(x, keras.layers.Dense(10, activation="softmax")(y))
+    rng = np.random.default_rng(0)
+    calib = (rng.normal(size=(8, 101, FSDD_CONFIG.n_mels, 4)) * 20 - 30).astype(np.float32)
+    conversion = convert_model(model, representative_data=calib, quaternion="compact")
+    art = tmp_path / "art"
+    arena = ArenaMeasurement(60000, 60000, 131072, 0.1, 16)
+    write_micro_artifacts(conversion.flatbuffer, art, arena=arena)
+    from ai_edge_litert.interpreter import Interpreter
+
+    twin = conversion.expanded_flatbuffer
+    details = Interpreter(model_content=twin).get_input_details()[0]
+    scale, zero_point = details["quantization"]
+    return twin, art, float(scale), int(zero_point)
+
+
+def _device_files(tmp_path_factory, name, make_model):
     """Model files, audio_sample.h and the C objects the device main needs."""
     if CXX is None:
         pytest.skip("no C++ compiler (g++/c++) on this machine")
-    tmp = tmp_path_factory.mktemp("device")
-    flatbuffer, art, scale, zero_point = _tiny_int8_model(tmp)
+    tmp = tmp_path_factory.mktemp(name)
+    flatbuffer, art, scale, zero_point = make_model(tmp)
     wav_to_header = _load("kq_wav_to_header", APP / "wav_to_header.py")
     pcm = _app_audio()
     (tmp / "audio_sample.h").write_text(
@@ -565,6 +596,31 @@ def device_build(tmp_path_factory):
         "pcm": pcm,
         "objects": objects,
     }
+
+
+@pytest.fixture(scope="module")
+def device_build(tmp_path_factory):
+    """The device files for a real-layer int8 model."""
+    return _device_files(tmp_path_factory, "device", _tiny_int8_model)
+
+
+@pytest.fixture(scope="module")
+def compact_build(tmp_path_factory):
+    """The device files for a quaternion model exported with --quaternion compact."""
+    build = _device_files(tmp_path_factory, "compact", _tiny_compact_model)
+    obj = build["dir"] / "kq_quaternion_ops.o"
+    cmd = [
+        CC,
+        *parity.STRICT_CFLAGS,
+        "-c",
+        str(build["art"] / "kq_quaternion_ops.c"),
+        "-o",
+        str(obj),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    build["objects"].append(str(obj))
+    return build
 
 
 def _build_device(build, name, *extra, tflm_flags=(), sources=()):
@@ -656,6 +712,17 @@ def test_device_main_on_real_tflm(device_build, kws_host, tmp_path):
     """The C app on TFLM built from source gives the int8 output TFLM's Python runtime gives."""
     from tflite_micro import runtime
 
+    exe = _build_on_real_tflm(device_build, "kws_tflm")
+    rc, out, got = _device_output(exe)
+    assert rc == 0, out
+    q = _c_model_input(kws_host, device_build, tmp_path).reshape(1, 101, FSDD_CONFIG.n_mels, 4)
+    interpreter = runtime.Interpreter.from_bytes(device_build["flatbuffer"], arena_size=1 << 20)
+    interpreter.set_input(q, 0)
+    interpreter.invoke()
+    np.testing.assert_array_equal(got, interpreter.get_output(0).ravel().astype(np.int64))
+
+
+def _build_on_real_tflm(build, name, sources=()):
     root = Path(TFLM_ROOT)
     libs = sorted(root.glob("gen/*/lib/libtensorflow-microlite.a"))
     assert libs, f"no gen/*/lib/libtensorflow-microlite.a under {root}; build TFLM first"
@@ -669,13 +736,39 @@ def test_device_main_on_real_tflm(device_build, kws_host, tmp_path):
         downloads / "ruy",
     ):
         includes += ["-isystem", str(path)]
-    exe = _build_device(
-        device_build, "kws_tflm", *includes, tflm_flags=flags, sources=(str(libs[0]),)
+    return _build_device(build, name, *includes, tflm_flags=flags, sources=(*sources, str(libs[0])))
+
+
+def test_compact_model_with_tflm_stand_in(compact_build, kws_host, tmp_path):
+    """A compact export's model_ops.h (AddCustom) and kernel build into the app on the stand-in."""
+    stub = APP / "host" / "tflm_stub"
+    sources = (str(stub / "tflm_stub.cc"), str(stub / "kq_quaternion_stub.cc"))
+    exe = _build_device(compact_build, "kws_compact_stub", f"-I{stub}", sources=sources)
+    rc, out, got = _device_output(exe)
+    assert rc == 0, out
+    q = _c_model_input(kws_host, compact_build, tmp_path)
+    np.testing.assert_array_equal(got, _fake_model_output(q, 10).astype(np.int64))
+
+
+@pytest.mark.skipif(
+    not TFLM_ROOT,
+    reason="set KQ_TFLM_ROOT to a tflite-micro checkout with a built microlite library "
+    "(make -f tensorflow/lite/micro/tools/make/Makefile microlite) to run the app on real TFLM",
+)
+def test_compact_model_on_real_tflm(compact_build, kws_host, tmp_path):
+    """The app with the compact quaternion operators on real TFLM gives the int8 output TFLM's
+    Python runtime gives for the expanded model (the converter's output)."""
+    from tflite_micro import runtime
+
+    exe = _build_on_real_tflm(
+        compact_build,
+        "kws_compact_tflm",
+        sources=(str(compact_build["art"] / "kq_quaternion_tflm.cc"),),
     )
     rc, out, got = _device_output(exe)
     assert rc == 0, out
-    q = _c_model_input(kws_host, device_build, tmp_path).reshape(1, 101, FSDD_CONFIG.n_mels, 4)
-    interpreter = runtime.Interpreter.from_bytes(device_build["flatbuffer"], arena_size=1 << 20)
+    q = _c_model_input(kws_host, compact_build, tmp_path).reshape(1, 101, FSDD_CONFIG.n_mels, 4)
+    interpreter = runtime.Interpreter.from_bytes(compact_build["flatbuffer"], arena_size=1 << 20)
     interpreter.set_input(q, 0)
     interpreter.invoke()
     np.testing.assert_array_equal(got, interpreter.get_output(0).ravel().astype(np.int64))

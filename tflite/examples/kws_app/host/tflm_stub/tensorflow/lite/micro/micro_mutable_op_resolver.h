@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "tensorflow/lite/c/common.h"
+#include "tensorflow/lite/micro/micro_common.h"
 #include "tensorflow/lite/micro/micro_op_resolver.h"
 
 namespace tflite {
@@ -19,6 +20,11 @@ class MicroMutableOpResolver : public MicroOpResolver {
  public:
   unsigned int registered() const { return count_; }
   const char* name(unsigned int i) const { return i < count_ ? names_[i] : nullptr; }
+
+  // Custom operators (keras-quaternion's compact quaternion operators) count like builtins.
+  TfLiteStatus AddCustom(const char* name, const TFLMRegistration* registration) {
+    return registration == nullptr ? kTfLiteError : Register(name);
+  }
 
   TfLiteStatus AddAbs() { return Register("AddAbs"); }
   TfLiteStatus AddAdd() { return Register("AddAdd"); }
