@@ -12,8 +12,8 @@ LiteRT rounds int8 FULLY_CONNECTED requantisation once, TFLite Micro twice (see
 :mod:`keras_quaternion.export.verify`): the kernel runs in the matching mode for each runtime;
 the device adapter uses TFLite Micro's.
 
-Where a TFLite Micro checkout is available (``KQ_TFLM_ROOT``), :mod:`.tflm_custom` also runs the
-whole compact model on TFLite Micro with the operators registered.
+Where a TFLite Micro checkout is available (``KQ_TFLM_ROOT``), :func:`verify_whole` also runs the
+whole compact model on TFLite Micro built from it (:mod:`.tflm_runner`).
 
 Example:
     >>> check = verify_layers(expanded_fb, compact_fb, x_test[:8])  # doctest: +SKIP
@@ -126,36 +126,41 @@ def verify_layers(expanded, compact, inputs, layer_names=None):
 
 
 def verify_whole(expanded, compact, inputs, *, arena_size=None):
-    """Run the whole compact model on TFLite Micro where its operators can be registered.
+    """Run the whole compact model on TFLite Micro where a checkout is set up (``KQ_TFLM_ROOT``).
+
+    Both flatbuffers run on TFLite Micro built from the checkout (:mod:`.tflm_runner`), the
+    compact one with its custom operators; their int8 outputs must be equal.
 
     Returns:
         A sentence saying what verified the compact model.
 
     Raises:
-        VerificationError: TFLite Micro's outputs of the compact and expanded models differ.
+        VerificationError: the compact and expanded models' outputs differ.
 
     Example:
         >>> verify_whole(expanded_fb, compact_fb, x_test[:4])  # doctest: +SKIP
         'layer by layer: ...'
     """
-    from keras_quaternion.export import tflm_custom
+    from keras_quaternion.export.tflm_runner import tflm_runner
 
-    library = tflm_custom.custom_op_library()
+    runner = tflm_runner()
     layerwise = (
         "layer by layer: each compact operator's C kernel against LiteRT's reference kernels "
         "and TFLite Micro running the expanded model"
     )
-    if library is None:
+    if runner is None:
         return layerwise + " (set KQ_TFLM_ROOT to a TFLite Micro checkout to run it whole)"
-    from keras_quaternion.export.verify import run_tflm
-
     x = prepare_inputs(io_spec(expanded), inputs)
-    want = run_tflm(expanded, x, arena_size=arena_size)
-    got = run_tflm(compact, x, arena_size=arena_size, custom_ops=library)
+    want = runner.run(expanded, x, arena_size=arena_size)
+    got = runner.run(compact, x, arena_size=arena_size)
     if not np.array_equal(want, got):
         bad = int(np.sum(np.any((want != got).reshape(len(x), -1), axis=1)))
         raise VerificationError(
-            f"The compact model's TFLite Micro outputs differ from the expanded model's on {bad} "
-            f"of {len(x)} inputs (custom operators from {library.path})."
+            f"On TFLite Micro ({runner.root}), the compact model's outputs differ from the "
+            f"expanded model's on {bad} of {len(x)} inputs; export with quaternion='expanded' "
+            f"and report this as a bug."
         )
-    return f"{layerwise}; and whole on TFLite Micro with the custom operators ({len(x)} inputs)"
+    return (
+        f"{layerwise}; and whole on TFLite Micro built from {runner.root} with the custom "
+        f"operators, equal to the expanded model on {len(x)} inputs"
+    )

@@ -408,17 +408,22 @@ class CompactStrategy(ExportStrategy):
     def measure_arena(self, conversion, *, margin):
         """Measured on the compact model where TFLite Micro has its operators, else on the twin.
 
-        Without a TFLite Micro checkout (``KQ_TFLM_ROOT``) the Python runtime cannot run the
-        custom operators; the expanded twin has the same tensors and activations, and its
-        builtin operators keep at least as much persistent data as the custom ones.
+        The ``tflite-micro`` package cannot run the custom operators: with a TFLite Micro
+        checkout (``KQ_TFLM_ROOT``) the compact model runs on a build of it; without one, the
+        expanded twin is measured: it has the same tensors and activations, and its builtin
+        operators keep at least as much persistent data as the custom ones.
         """
-        from keras_quaternion.export import tflm_custom
-        from keras_quaternion.export.micro import measure_arena
+        from keras_quaternion.export.micro import ARENA_ROUND, ArenaMeasurement, measure_arena
+        from keras_quaternion.export.tflm_runner import tflm_runner
 
+        runner = tflm_runner()
         if conversion.expanded_flatbuffer is None:
             return measure_arena(conversion.flatbuffer, margin=margin)
-        library = tflm_custom.custom_op_library()
-        if library is not None:
-            return measure_arena(conversion.flatbuffer, margin=margin, custom_ops=library)
-        arena = measure_arena(conversion.expanded_flatbuffer, margin=margin)
-        return dataclasses.replace(arena, measured_on="expanded twin")
+        if runner is None:
+            arena = measure_arena(conversion.expanded_flatbuffer, margin=margin)
+            return dataclasses.replace(arena, measured_on="expanded twin")
+        used, minimal = runner.arena(conversion.flatbuffer)
+        need = max(used, minimal) * (1.0 + margin)
+        recommended = int(-(-need // ARENA_ROUND) * ARENA_ROUND)
+        return ArenaMeasurement(used, minimal, recommended, float(margin), 16,
+                                measured_on="deployed (TFLite Micro built from KQ_TFLM_ROOT)")  # fmt: skip
