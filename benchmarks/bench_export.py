@@ -7,10 +7,18 @@
 3. Prune it at p = 0.5 (:func:`keras_quaternion.pruning.prune`, operator-norm, all
    convolutions), fine-tune, export again.
 4. For reference, convert the real CNN6 with the same real widths (untrained: size only).
+5. Export strategies (``--quaternion``): export the trained model again as ``compact`` (each
+   quaternion layer one int8 custom operator holding a quarter of the weights), check it on the
+   whole test split, and compare flatbuffer, arena, deployed MACs and TFLite Micro latency with
+   ``expanded``; convert the full-size QCNN14 (random weights, 527 classes) both ways for sizes.
+   TFLite Micro latencies and the compact arena need a TFLite Micro checkout (``KQ_TFLM_ROOT``,
+   docs/deploy.md); without one those cells say so.
 
 Targets checked: int8 accuracy within 1 point of float; int8 flatbuffer about 1/4 of float; int8
 LiteRT latency below float; the pruned model fits a microcontroller with 256 KB of RAM (tensor
-arena) and 1 MB of flash (flatbuffer).
+arena) and 1 MB of flash (flatbuffer); compact flatbuffer at most 0.35x the expanded one, its
+arena at most 1.1x, identical int8 predictions on the test split, TFLite Micro latency at most
+1.3x the expanded model's.
 
 Usage::
 
@@ -123,10 +131,139 @@ def run(args):
     calib = np.random.default_rng(0).normal(size=(16, *twin.input_shape[1:])).astype("float32")
     twin_int8 = inspect_tflite(to_tflite(twin, representative_data=calib))
 
-    return prepared, report, pruned_report, prune_report, twin_int8
+    strategies = compare_strategies(args, model, prepared, work, report)
+    return prepared, report, pruned_report, prune_report, twin_int8, strategies
 
 
-def tables(args, prepared, report, pruned_report, prune_report, twin_int8):
+def _compact_identity(prepared, expanded_fb, compact_fb, runner):
+    """How many test inputs give identical int8 outputs (whole model on TFLM, or layer by layer)."""
+    from keras_quaternion.export.verify import io_spec, prepare_inputs, run_tflm
+    from keras_quaternion.export.verify_compact import verify_layers
+
+    x = prepare_inputs(io_spec(expanded_fb), prepared.arrays("test", channels=4)[0])
+    if runner is not None:
+        same = np.all(
+            (runner.run(compact_fb, x) == run_tflm(expanded_fb, x)).reshape(len(x), -1), 1
+        )
+        return int(same.sum()), len(x), "whole model on TFLite Micro (checkout build)"
+    verify_layers(expanded_fb, compact_fb, prepared.arrays("test", channels=4)[0])
+    return len(x), len(x), "each compact operator, bit for bit, on LiteRT and TFLite Micro"
+
+
+def _qcnn14_sizes(frames):
+    from keras_quaternion.export.tflite import convert_model
+
+    model = models.build("qcnn14", classes=527, n_mels=64, frames=frames)
+    calib = np.random.default_rng(0).normal(size=(8, *model.input_shape[1:])).astype("float32")
+    conversion = convert_model(model, representative_data=calib, quaternion="compact", verify=False)
+    return {
+        "parameters": int(model.count_params()),
+        "expanded": len(conversion.expanded_flatbuffer),
+        "compact": len(conversion.flatbuffer),
+        "kept": [x.layer for x in conversion.layers if not x.compact],
+    }
+
+
+def compare_strategies(args, model, prepared, work, expanded_report):
+    """Export ``model`` as compact; sizes, arena, MACs, latency and identity against expanded."""
+    from keras_quaternion.export.tflm_runner import tflm_runner
+
+    compact_report = export_model(
+        model, work / "export_compact", prepared=prepared, micro=True, progress=False,
+        quaternion="compact", verify_samples=128,
+    )  # fmt: skip
+    expanded_fb = (work / "export" / "model_int8.tflite").read_bytes()
+    compact_fb = (work / "export_compact" / "model_int8.tflite").read_bytes()
+    runner = tflm_runner()
+    latency = None
+    if runner is not None:
+        from keras_quaternion.export.verify import io_spec, prepare_inputs
+
+        x = prepare_inputs(io_spec(expanded_fb), prepared.arrays("test", channels=4)[0][:32])
+        latency = {
+            "expanded": runner.latency(expanded_fb, x),
+            "compact": runner.latency(compact_fb, x),
+        }
+    identical = _compact_identity(prepared, expanded_fb, compact_fb, runner)
+    qcnn14 = None if args.quick else _qcnn14_sizes(prepared.frames)
+    return {
+        "expanded": expanded_report,
+        "compact": compact_report,
+        "tflm_latency": latency,
+        "identical": identical,
+        "qcnn14": qcnn14,
+    }
+
+
+def _strategy_rows(st):
+    rows = []
+    lat = st["tflm_latency"]
+    for name in ("expanded", "compact"):
+        rep = st[name]
+        exp, arena = rep["export"], rep["arena"]
+        tflm = f"{1e3 * lat[name]:.3f} ms" if lat else "needs KQ_TFLM_ROOT"
+        rows.append(
+            f"| {name} | {_kb(exp['flatbuffer_bytes'])} | {_kb(exp['weight_bytes'])} | "
+            f"{_kb(arena['minimal'])} ({arena['measured_on']}) | {exp['macs']:,} | {tflm} | "
+            f"{_pct(rep['accuracy']['tflite_int8'])} |"
+        )
+    return rows
+
+
+def strategy_table(st):
+    """The export-strategy table and its targets."""
+    exp, cmp_ = st["expanded"], st["compact"]
+    size = cmp_["export"]["flatbuffer_bytes"] / exp["export"]["flatbuffer_bytes"]
+    arena = cmp_["arena"]["minimal"] / exp["arena"]["minimal"]
+    same, total, how = st["identical"]
+    lat = st["tflm_latency"]
+    checks = [
+        ("compact flatbuffer <= 0.35x expanded", size <= 0.35, f"{size:.3f}"),
+        (
+            "compact arena <= 1.1x expanded",
+            arena <= 1.1,
+            f"{arena:.3f} ({cmp_['arena']['measured_on']})",
+        ),
+        ("identical int8 predictions on the test split", same == total, f"{same}/{total}: {how}"),
+    ]
+    if lat:
+        ratio = lat["compact"] / lat["expanded"]
+        checks.append(
+            ("TFLite Micro latency compact <= 1.3x expanded", ratio <= 1.3, f"{ratio:.2f}x")
+        )
+    else:
+        checks.append(
+            (
+                "TFLite Micro latency compact <= 1.3x expanded",
+                False,
+                "not measured: set KQ_TFLM_ROOT",
+            )
+        )
+    lines = [
+        "| --quaternion | int8 .tflite | weights | arena (minimal) | deployed MACs | TFLite Micro latency | int8 accuracy |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *_strategy_rows(st),
+    ]
+    if st["qcnn14"]:
+        q = st["qcnn14"]
+        lines += [
+            "",
+            f"Full-size QCNN14 (random weights, 527 classes, {q['parameters']:,} parameters), int8: "
+            f"expanded {q['expanded'] / 2**20:.1f} MiB, compact {q['compact'] / 2**20:.1f} MiB "
+            f"({q['compact'] / q['expanded']:.2f}x)"
+            + (f"; kept expanded: {q['kept']}" if q["kept"] else "")
+            + ".",
+        ]
+    lines += [
+        "",
+        "| target | met | measured |",
+        "|---|---|---|",
+        *[f"| {name} | {'yes' if ok else 'NO'} | {value} |" for name, ok, value in checks],
+    ]
+    return lines
+
+
+def tables(args, prepared, report, pruned_report, prune_report, twin_int8, strategies):
     rows = []
     for label, rep in (
         (f"{args.model} w={args.width}", report),
@@ -207,6 +344,10 @@ def tables(args, prepared, report, pruned_report, prune_report, twin_int8):
         "| target | met | measured |",
         "|---|---|---|",
         *[f"| {name} | {'yes' if ok else 'NO'} | {value} |" for name, ok, value in checks],
+        "",
+        "Export strategies (the unpruned model above):",
+        "",
+        *strategy_table(strategies),
     ]
     return "\n".join(lines) + "\n"
 
@@ -237,7 +378,12 @@ def main(argv=None):
         atomic_write(
             args.json,
             json.dumps(
-                {"unpruned": results[1], "pruned": results[2], "python": platform.python_version()},
+                {
+                    "unpruned": results[1],
+                    "pruned": results[2],
+                    "compact": results[5]["compact"],
+                    "python": platform.python_version(),
+                },
                 indent=2,
             )
             + "\n",

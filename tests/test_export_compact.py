@@ -342,3 +342,14 @@ def test_whole_compact_model_on_tflite_micro(compact_pair, tmp_path):
     assert report["arena"]["measured_on"].startswith("deployed")
     twin = measure_arena(conversion.expanded_flatbuffer)
     assert report["arena"]["minimal"] <= 1.1 * twin.minimal
+
+
+def test_compact_files_score_and_predict_like_their_twin(compact_pair, tmp_path):
+    from keras_quaternion.export.verify import predict_tflite
+
+    _, calib, conversion = compact_pair
+    path = tmp_path / "model_int8.tflite"
+    path.write_bytes(conversion.flatbuffer)
+    np.testing.assert_array_equal(
+        predict_tflite(path, calib[:6]), predict_tflite(conversion.expanded_flatbuffer, calib[:6])
+    )

@@ -134,6 +134,24 @@ class TFLMRunner:
             )
         return np.frombuffer(raw, spec.output_dtype).reshape(len(x), *spec.output_shape[1:])
 
+    def latency(self, tflite_model, x, *, rounds=5, arena_size=None):
+        """Median over ``rounds`` runs of the mean ``Invoke()`` time (seconds) on inputs ``x``.
+
+        Raises:
+            RuntimeError: TFLite Micro could not run the model.
+        """
+        from keras_quaternion.export.verify import io_spec
+
+        spec = io_spec(tflite_model)
+        arena = arena_size or max(256 * 1024, 10 * len(tflite_model))
+        times = []
+        for _ in range(rounds):
+            status, _, text = self._invoke(tflite_model, np.asarray(x, spec.input_dtype), arena)
+            if status != 0:
+                raise RuntimeError(f"TFLite Micro could not run the model: {text[-800:]}")
+            times.append(float(_figures(text)["invoke_us"]) * 1e-6)
+        return float(np.median(times))
+
     def arena(self, tflite_model, *, limit=None, resolution=16):
         """``(used, minimal)``: TFLite Micro's ``arena_used_bytes()`` with a large arena, and
         the smallest arena (to ``resolution`` bytes) that allocates and runs the model, found
@@ -165,6 +183,13 @@ class TFLMRunner:
             else:
                 low = mid
         return used, high
+
+
+def _figures(text):
+    """The ``name value`` lines the runner prints."""
+    return dict(
+        line.split()[:2] for line in text.splitlines() if line.startswith(("arena_", "invoke_"))
+    )
 
 
 def tflm_runner():

@@ -674,13 +674,17 @@ def litert_latency(tflite_model, *, runs=50, warmup=5, num_threads=1, xnnpack=Tr
 
 
 def _load_flatbuffer(path_or_bytes):
+    """The flatbuffer to run and its name; compact quaternion operators are expanded, since the
+    Python runtimes cannot run them and the expanded operators give the same int8 outputs."""
+    from keras_quaternion.export.strategies.compact import expand_flatbuffer
+
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        return bytes(path_or_bytes), "<bytes>"
+        return expand_flatbuffer(bytes(path_or_bytes)), "<bytes>"
     path = os.fspath(path_or_bytes)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"TFLite model file '{path}' does not exist.")
     with open(path, "rb") as handle:
-        return handle.read(), path
+        return expand_flatbuffer(handle.read()), path
 
 
 def predict_tflite(path_or_bytes, features, *, runtime="litert", progress=False):

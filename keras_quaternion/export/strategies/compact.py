@@ -281,6 +281,8 @@ def expand_flatbuffer(compact):
         >>> inspect_tflite(expand_flatbuffer(compact)).op_kinds  # doctest: +SKIP
         ['CONV_2D', 'FULLY_CONNECTED', 'MEAN']
     """
+    if CONV_OP.encode() not in compact and FC_OP.encode() not in compact:
+        return bytes(compact)  # no custom operator code: nothing to parse
     model = fbs.read_model(compact)
     _, schema = fbs._schema()
     changed = False

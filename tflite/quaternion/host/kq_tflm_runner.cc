@@ -8,9 +8,12 @@
 //   kq_tflm_runner MODEL.tflite INPUTS.bin OUTPUTS.bin ARENA_BYTES
 //
 // INPUTS.bin holds N raw input tensors back to back; OUTPUTS.bin receives the N raw outputs.
-// Prints "arena_used <bytes>" (MicroInterpreter::arena_used_bytes()). An arena that is too
+// Prints "arena_used <bytes>" (MicroInterpreter::arena_used_bytes()) and "invoke_us <mean>"
+// (wall-clock time of one Invoke(), averaged over the inputs). An arena that is too
 // small makes it fail, sometimes by a crash inside TFLite Micro: the caller bisects the
 // smallest arena with one process per probe.
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -33,29 +36,8 @@ bool ReadFile(const char* path, std::vector<unsigned char>* out) {
   return true;
 }
 
-// Allocates and runs `input` with an arena of `size` bytes; copies the output when asked.
-bool RunWithArena(const tflite::Model* model, const KQ_RESOLVER& resolver, size_t size,
-                  const unsigned char* input, std::vector<unsigned char>* output,
-                  size_t* used) {
-  std::vector<unsigned char> arena(size + 16);
-  unsigned char* aligned = arena.data() + (16 - reinterpret_cast<uintptr_t>(arena.data()) % 16);
-  tflite::MicroInterpreter interpreter(model, resolver, aligned, size);
-  if (interpreter.AllocateTensors() != kTfLiteOk) return false;
-  TfLiteTensor* in = interpreter.input(0);
-  std::memcpy(in->data.raw, input, in->bytes);
-  if (interpreter.Invoke() != kTfLiteOk) return false;
-  TfLiteTensor* out = interpreter.output(0);
-  if (output != nullptr) output->insert(output->end(), out->data.raw, out->data.raw + out->bytes);
-  if (used != nullptr) *used = interpreter.arena_used_bytes();
-  return true;
-}
-
-size_t InputBytes(const tflite::Model* model, const KQ_RESOLVER& resolver, size_t arena) {
-  std::vector<unsigned char> buffer(arena + 16);
-  unsigned char* aligned = buffer.data() + (16 - reinterpret_cast<uintptr_t>(buffer.data()) % 16);
-  tflite::MicroInterpreter interpreter(model, resolver, aligned, arena);
-  if (interpreter.AllocateTensors() != kTfLiteOk) return 0;
-  return interpreter.input(0)->bytes;
+unsigned char* Align16(std::vector<unsigned char>* buffer) {
+  return buffer->data() + (16 - reinterpret_cast<uintptr_t>(buffer->data()) % 16);
 }
 
 }  // namespace
@@ -71,25 +53,34 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<unsigned char> model_bytes(data.size() + 16);
-  unsigned char* model_data =
-      model_bytes.data() + (16 - reinterpret_cast<uintptr_t>(model_bytes.data()) % 16);
+  unsigned char* model_data = Align16(&model_bytes);
   std::memcpy(model_data, data.data(), data.size());
   const tflite::Model* model = tflite::GetModel(model_data);
   static KQ_RESOLVER resolver;
   if (KQ_REGISTER(resolver) != kTfLiteOk) return 3;
-  const size_t arena = std::strtoul(argv[4], nullptr, 10);
-  const size_t in_bytes = InputBytes(model, resolver, arena);
-  if (in_bytes == 0 || inputs.size() % in_bytes != 0) {
-    std::fprintf(stderr, "AllocateTensors failed or inputs are not whole tensors\n");
+  const size_t arena_size = std::strtoul(argv[4], nullptr, 10);
+  std::vector<unsigned char> arena(arena_size + 16);
+  tflite::MicroInterpreter interpreter(model, resolver, Align16(&arena), arena_size);
+  if (interpreter.AllocateTensors() != kTfLiteOk) return 4;
+  TfLiteTensor* in = interpreter.input(0);
+  TfLiteTensor* out = interpreter.output(0);
+  if (inputs.empty() || inputs.size() % in->bytes != 0) {
+    std::fprintf(stderr, "%zu input bytes are not whole %zu-byte tensors\n", inputs.size(),
+                 in->bytes);
     return 4;
   }
-  size_t used = 0;
-  for (size_t at = 0; at < inputs.size(); at += in_bytes) {
-    if (!RunWithArena(model, resolver, arena, inputs.data() + at, &outputs, &used)) return 5;
+  double seconds = 0.0;
+  for (size_t at = 0; at < inputs.size(); at += in->bytes) {
+    std::memcpy(in->data.raw, inputs.data() + at, in->bytes);
+    const auto start = std::chrono::steady_clock::now();
+    if (interpreter.Invoke() != kTfLiteOk) return 5;
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    outputs.insert(outputs.end(), out->data.raw, out->data.raw + out->bytes);
   }
   FILE* f = std::fopen(argv[3], "wb");
   if (f == nullptr || std::fwrite(outputs.data(), 1, outputs.size(), f) != outputs.size()) return 6;
   std::fclose(f);
-  std::printf("arena_used %zu\n", used);
+  std::printf("arena_used %zu\n", interpreter.arena_used_bytes());
+  std::printf("invoke_us %.3f\n", 1e6 * seconds / (inputs.size() / in->bytes));
   return 0;
 }
