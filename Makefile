@@ -5,7 +5,9 @@
 #   make docs-figures         everything (about an hour on 2 CPU cores)
 #   make docs-figures-quick   only what needs no training (a few minutes)
 #
-# FSDD-based figures read ../shared/data/fsdd unless FSDD=... says otherwise.
+# FSDD-based figures read ../shared/data/fsdd unless FSDD=... says otherwise. The TFLite Micro
+# latencies and compact-model arena in docs/deploy.md need KQ_TFLM_ROOT (a built TFLite Micro
+# checkout, see docs/deploy.md); without it those cells say so.
 PY ?= python
 FSDD ?= ../shared/data/fsdd
 OUT := build/figures

@@ -3,8 +3,26 @@
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
+#: C sources of the compact quaternion operator, shipped inside the package (export/csrc) so that
+#: an installed keras-quaternion can build, verify and hand them to firmware builds
+QUATERNION_SOURCES = HERE / "tflite" / "quaternion"
+
+
+class BuildWithCSources(build_py):
+    """build_py that also copies tflite/quaternion into keras_quaternion/export/csrc."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "keras_quaternion" / "export" / "csrc"
+        for source in sorted(QUATERNION_SOURCES.rglob("*")):
+            if source.suffix in (".c", ".cc", ".h"):
+                dest = target / source.relative_to(QUATERNION_SOURCES)
+                self.mkpath(str(dest.parent))
+                self.copy_file(str(source), str(dest))
+
 
 setup(
     name="keras-quaternion",
@@ -19,6 +37,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["keras_quaternion", "keras_quaternion.*"]),
     include_package_data=True,
+    cmdclass={"build_py": BuildWithCSources},
     install_requires=[
         "tensorflow>=2.21,<2.22; platform_machine!='x86_64'",
         "tensorflow-cpu>=2.21,<2.22; platform_machine=='x86_64'",

@@ -23,7 +23,7 @@ Example:
     >>> import numpy as np
     >>> e = expand_kernel(np.arange(1, 9, dtype=np.int8).reshape(8, 1, 1, 1))
     >>> e.shape, bool(np.array_equal(compact_kernel(e)[0], np.arange(1, 9).reshape(8, 1, 1, 1)))
-    ((8, 1, 1, 2), True)
+    ((8, 1, 1, 4), True)
 """
 
 from __future__ import annotations
