@@ -244,6 +244,18 @@ def strategy_table(st):
         "|---|---:|---:|---:|---:|---:|---:|",
         *_strategy_rows(st),
     ]
+    layers = cmp_["export"].get("quaternion_layers", [])
+    lines += [
+        "",
+        "Compact layers (weight bytes expanded -> compact, corrections): "
+        + "; ".join(
+            f"{x['layer']} {x['weight_bytes'][0]:,} -> {x['weight_bytes'][1]:,}, {x['corrections']}"
+            if x["compact"]
+            else f"{x['layer']} kept expanded ({x['reason']})"
+            for x in layers
+        )
+        + ".",
+    ]
     if st["qcnn14"]:
         q = st["qcnn14"]
         lines += [

@@ -97,8 +97,8 @@ def test_expand_and_compact_kernels_are_inverse():
     components = rng.integers(-127, 128, size=(12, 3, 2, 5)).astype(np.int8)
     expanded = expand_kernel(components)
     assert expanded.shape == (12, 3, 2, 20)
-    back, reason = compact_kernel(expanded)
-    assert reason is None and np.array_equal(back, components)
+    back, corrections, reason = compact_kernel(expanded)
+    assert reason is None and np.array_equal(back, components) and corrections.shape == (0, 2)
 
 
 def test_expanded_kernel_is_the_hamilton_kernel_in_tflite_layout():
@@ -111,13 +111,26 @@ def test_expanded_kernel_is_the_hamilton_kernel_in_tflite_layout():
 
 
 def test_compact_kernel_says_why_it_cannot():
-    assert "4x4" in compact_kernel(np.zeros((6, 1, 1, 8), np.int8))[1]
-    minus = expand_kernel(np.full((4, 1, 1, 1), 5, np.int8))
-    minus[0, 0, 0, 0] = -128
-    assert "-128" in compact_kernel(minus)[1]
-    broken = expand_kernel(np.arange(1, 9, dtype=np.int8).reshape(8, 1, 1, 1))
-    broken[5, 0, 0, 1] += 1
-    assert "Hamilton block structure" in compact_kernel(broken)[1]
+    assert "4x4" in compact_kernel(np.zeros((6, 1, 1, 8), np.int8))[2]
+    minus = expand_kernel(np.array([5, -128, 2, 3], np.int16).reshape(4, 1, 1, 1)).astype(np.int8)
+    assert "-128" in compact_kernel(minus)[2]
+    mixed = np.random.default_rng(0).integers(-127, 128, size=(8, 3, 3, 8)).astype(np.int8)
+    assert "Hamilton block structure" in compact_kernel(mixed)[2]
+
+
+def test_rounding_ties_become_corrections():
+    rng = np.random.default_rng(0)
+    components = rng.integers(-120, 121, size=(16, 3, 3, 24)).astype(np.int8)
+    expanded = expand_kernel(components)
+    flips = rng.choice(expanded.size, size=5, replace=False)
+    flat = expanded.reshape(-1)
+    flat[flips] += np.where(rng.random(5) < 0.5, -1, 1).astype(np.int8)
+    compact, corrections, reason = compact_kernel(expanded)
+    assert reason is None and np.array_equal(compact, components)
+    assert sorted(corrections[:, 0].tolist()) == sorted(flips.tolist())
+    rebuilt = expand_kernel(compact).reshape(-1).astype(np.int32)
+    rebuilt[corrections[:, 0]] += corrections[:, 1]
+    np.testing.assert_array_equal(rebuilt, flat)
 
 
 @pytest.fixture(scope="module")
@@ -353,3 +366,28 @@ def test_compact_files_score_and_predict_like_their_twin(compact_pair, tmp_path)
     np.testing.assert_array_equal(
         predict_tflite(path, calib[:6]), predict_tflite(conversion.expanded_flatbuffer, calib[:6])
     )
+
+
+def test_corrections_reach_every_runtime(compact_pair):
+    """A weight copy rounded the other way becomes a correction the kernel and adapter apply."""
+    from keras_quaternion.export import flatbuffer as fbs
+    from keras_quaternion.export.tflm_runner import tflm_runner
+
+    _, calib, conversion = compact_pair
+    model = fbs.read_model(conversion.expanded_flatbuffer)
+    op = model.subgraphs[0].operators[0]
+    w = fbs.tensor_data(model, op.inputs[1])
+    w[3, 1, 1, 2] += 1 if w[3, 1, 1, 2] < 127 else -1
+    fbs.set_tensor_data(model, op.inputs[1], w)
+    tampered = fbs.write_model(model)
+    compact, layers = compact_flatbuffer(tampered)
+    assert [x.corrections for x in layers] == [1, 0]
+    verify_layers(tampered, compact, calib[:4])
+    x = calib[:8]
+    restored = expand_flatbuffer(compact)
+    np.testing.assert_array_equal(run_litert(restored, x, reference=True),
+                                  run_litert(tampered, x, reference=True))  # fmt: skip
+    runner = tflm_runner()
+    if runner is not None:
+        q = (x / 0.05).clip(-128, 127).astype(np.int8)
+        np.testing.assert_array_equal(runner.run(compact, q), run_tflm(tampered, q))

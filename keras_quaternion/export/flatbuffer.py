@@ -204,6 +204,35 @@ def set_tensor_data(model, index, array, subgraph=0):
     tensor.shapeSignature = None
 
 
+def add_constant_tensor(model, array, name, subgraph=0):
+    """Append a constant tensor holding ``array`` (int8 or int32) to the subgraph.
+
+    Args:
+        model: the ``ModelT`` (modified).
+        array: the data; its dtype gives the tensor type.
+        name: the tensor name.
+        subgraph: subgraph index.
+
+    Returns:
+        The new tensor's index.
+
+    Example:
+        >>> add_constant_tensor(model, np.zeros((2, 2), np.int32), "corr")  # doctest: +SKIP
+        17
+    """
+    _, schema = _schema()
+    types = {np.dtype(v): k for k, v in TENSOR_DTYPES.items()}
+    tensor = schema.TensorT()
+    tensor.type = types[np.asarray(array).dtype]
+    tensor.name = name
+    tensor.buffer = 0
+    graph = model.subgraphs[subgraph]
+    graph.tensors.append(tensor)
+    index = len(graph.tensors) - 1
+    set_tensor_data(model, index, np.asarray(array), subgraph)
+    return index
+
+
 def custom_opcode(model, name):
     """Index of the CUSTOM operator code ``name`` in the model, added if missing.
 

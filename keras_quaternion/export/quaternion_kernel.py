@@ -173,6 +173,9 @@ class QuantizedLayer:
             ``"RELU_N1_TO_1"``).
         strides, dilation: ``(h, w)`` (convolution only).
         padding: ``"SAME"`` or ``"VALID"`` (convolution only).
+        corrections: int32 ``(n, 2)`` pairs ``(flat index into the expanded kernel, delta)``
+            where the converter rounded one copy of a weight differently (see
+            ``kq_quaternion_ops.h``), or ``None``.
 
     Example:
         >>> QuantizedLayer(np.zeros((4, 3), np.int8), None, 0.1, 0, [0.1], 0.2, 0).units
@@ -190,6 +193,7 @@ class QuantizedLayer:
     strides: tuple = (1, 1)
     dilation: tuple = (1, 1)
     padding: str = "VALID"
+    corrections: np.ndarray | None = None
 
     @property
     def units(self):
@@ -212,12 +216,12 @@ class QuaternionKernels:
 
     def __init__(self, path):
         lib = ctypes.CDLL(str(path))
-        lib.kq_qconv2d_s8.argtypes = [ctypes.POINTER(_ConvShape), ctypes.POINTER(_Requant)] + [
-            ctypes.c_void_p
-        ] * 4
-        lib.kq_qfully_connected_s8.argtypes = (
-            [ctypes.c_int] * 3 + [ctypes.POINTER(_Requant)] + [ctypes.c_void_p] * 4
-        )
+        # input, filter, bias, corrections, n_corrections, output
+        pointers = [ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_void_p]
+        lib.kq_qconv2d_s8.argtypes = [ctypes.POINTER(_ConvShape), ctypes.POINTER(_Requant)]
+        lib.kq_qconv2d_s8.argtypes += pointers
+        lib.kq_qfully_connected_s8.argtypes = [ctypes.c_int] * 3 + [ctypes.POINTER(_Requant)]
+        lib.kq_qfully_connected_s8.argtypes += pointers
         lib.kq_quantize_multiplier.argtypes = [
             ctypes.c_double,
             ctypes.POINTER(ctypes.c_int32),
@@ -299,11 +303,18 @@ class QuaternionKernels:
         )  # fmt: skip
 
     def _weights(self, layer):
+        """Arrays kept alive for the call, and the pointer arguments (bias, corrections, n)."""
         w = np.ascontiguousarray(layer.filter, dtype=np.int8)
-        bias = None
+        keep = [w]
+        bias_ptr = corr_ptr = None
+        n = 0
         if layer.bias is not None:
-            bias = np.ascontiguousarray(layer.bias, dtype=np.int32).reshape(-1)
-        return w, bias, None if bias is None else bias.ctypes.data
+            keep.append(np.ascontiguousarray(layer.bias, dtype=np.int32).reshape(-1))
+            bias_ptr = keep[-1].ctypes.data
+        if layer.corrections is not None and len(layer.corrections):
+            keep.append(np.ascontiguousarray(layer.corrections, dtype=np.int32).reshape(-1, 2))
+            corr_ptr, n = keep[-1].ctypes.data, len(keep[-1])
+        return keep, (bias_ptr, corr_ptr, n)
 
     def conv2d(self, x, layer, rounding="double"):
         """Run ``KQ_QCONV2D`` on an int8 ``(N, H, W, 4C)`` input; returns ``(N, H', W', 4F)``."""
@@ -319,10 +330,10 @@ class QuaternionKernels:
                            *layer.strides, *layer.dilation, ph, pw)  # fmt: skip
         keep = []
         requant = self._requant(layer, rounding, keep)
-        w, bias, bias_ptr = self._weights(layer)
+        arrays, (bias, corrections, n) = self._weights(layer)
         out = np.zeros((x.shape[0], oh, ow, 4 * f), np.int8)
-        status = self.lib.kq_qconv2d_s8(shape, requant, x.ctypes.data, w.ctypes.data, bias_ptr,
-                                        out.ctypes.data)  # fmt: skip
+        status = self.lib.kq_qconv2d_s8(shape, requant, x.ctypes.data, arrays[0].ctypes.data,
+                                        bias, corrections, n, out.ctypes.data)  # fmt: skip
         if status != 0:
             raise ValueError(f"kq_qconv2d_s8 rejected its arguments (status {status}).")
         return out
@@ -336,10 +347,11 @@ class QuaternionKernels:
         rows = x.size // (4 * c)
         keep = []
         requant = self._requant(layer, rounding, keep)
-        w, bias, bias_ptr = self._weights(layer)
+        arrays, (bias, corrections, n) = self._weights(layer)
         out = np.zeros((rows, 4 * f), np.int8)
         status = self.lib.kq_qfully_connected_s8(rows, c, f, requant, x.ctypes.data,
-                                                 w.ctypes.data, bias_ptr, out.ctypes.data)  # fmt: skip
+                                                 arrays[0].ctypes.data, bias, corrections, n,
+                                                 out.ctypes.data)  # fmt: skip
         if status != 0:
             raise ValueError(f"kq_qfully_connected_s8 rejected its arguments (status {status}).")
         return out

@@ -206,6 +206,16 @@ static void hamilton_accumulate(const int8_t* x, int x_stride, int32_t offset, c
   }
 }
 
+/* Corrections must index the expanded kernel of `size` values. */
+static int check_corrections(const int32_t* corrections, int n, int64_t size) {
+  int k;
+  if (n < 0 || (n > 0 && corrections == NULL)) return KQ_ERR_ARG;
+  for (k = 0; k < n; ++k) {
+    if (corrections[2 * k] < 0 || corrections[2 * k] >= size) return KQ_ERR_ARG;
+  }
+  return KQ_OK;
+}
+
 static int check_requant(const kq_requant* rq) {
   if (rq == NULL || rq->multiplier == NULL || rq->shift == NULL) return KQ_ERR_ARG;
   if (rq->rounding != KQ_ROUND_DOUBLE && rq->rounding != KQ_ROUND_SINGLE) return KQ_ERR_ARG;
@@ -244,13 +254,38 @@ static void conv_pixel(const kq_conv_shape* s, const kq_requant* rq, const int8_
   }
 }
 
+/* Adds the corrections of filter f at one output pixel (taps outside the image add nothing). */
+static void conv_corrections(const kq_conv_shape* s, const kq_requant* rq, const int8_t* image,
+                             const int32_t* corrections, int n, int y0, int x0, int f,
+                             int32_t acc[4]) {
+  const int in4 = 4 * s->in_units;
+  const int32_t per_output = s->filter_h * s->filter_w * in4;
+  int k;
+  for (k = 0; k < n; ++k) {
+    const int32_t index = corrections[2 * k];
+    const int32_t o = index / per_output;
+    const int32_t rest = index % per_output;
+    const int iy = y0 + s->dilation_h * (rest / (s->filter_w * in4));
+    const int ix = x0 + s->dilation_w * ((rest / in4) % s->filter_w);
+    if (o % s->out_units != f || iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w) continue;
+    acc[o / s->out_units] +=
+        corrections[2 * k + 1] * (image[((size_t)iy * s->in_w + ix) * in4 + rest % in4] +
+                                  rq->input_offset);
+  }
+}
+
 int kq_qconv2d_s8(const kq_conv_shape* shape, const kq_requant* requant, const int8_t* input,
-                  const int8_t* filter, const int32_t* bias, int8_t* output) {
+                  const int8_t* filter, const int32_t* bias, const int32_t* corrections,
+                  int n_corrections, int8_t* output) {
   int n, oy, ox, f, status;
   int32_t acc[4];
   if (shape == NULL || input == NULL || filter == NULL || output == NULL) return KQ_ERR_ARG;
   if ((status = check_requant(requant)) != KQ_OK) return status;
   if ((status = check_conv_shape(shape)) != KQ_OK) return status;
+  status = check_corrections(corrections, n_corrections,
+                             (int64_t)16 * shape->out_units * shape->filter_h * shape->filter_w *
+                                 shape->in_units);
+  if (status != KQ_OK) return status;
   for (n = 0; n < shape->batches; ++n) {
     const int8_t* image = input + (size_t)n * shape->in_h * shape->in_w * 4 * shape->in_units;
     for (oy = 0; oy < shape->out_h; ++oy) {
@@ -261,6 +296,7 @@ int kq_qconv2d_s8(const kq_conv_shape* shape, const kq_requant* requant, const i
                                    shape->out_units;
         for (f = 0; f < shape->out_units; ++f) {
           conv_pixel(shape, requant, image, filter, y0, x0, f, acc);
+          conv_corrections(shape, requant, image, corrections, n_corrections, y0, x0, f, acc);
           store_quaternion(acc, requant, bias, shape->out_units, f, out);
         }
       }
@@ -271,13 +307,15 @@ int kq_qconv2d_s8(const kq_conv_shape* shape, const kq_requant* requant, const i
 
 int kq_qfully_connected_s8(int rows, int in_units, int out_units, const kq_requant* requant,
                            const int8_t* input, const int8_t* filter, const int32_t* bias,
-                           int8_t* output) {
-  int row, f, status;
+                           const int32_t* corrections, int n_corrections, int8_t* output) {
+  int row, f, k, status;
   int32_t acc[4];
   const int w_stride = out_units * in_units;
   if (input == NULL || filter == NULL || output == NULL) return KQ_ERR_ARG;
   if ((status = check_requant(requant)) != KQ_OK) return status;
   if (rows < 1 || in_units < 1 || out_units < 1) return KQ_ERR_SHAPE;
+  status = check_corrections(corrections, n_corrections, (int64_t)16 * out_units * in_units);
+  if (status != KQ_OK) return status;
   for (row = 0; row < rows; ++row) {
     const int8_t* x = input + (size_t)row * 4 * in_units;
     int8_t* out = output + (size_t)row * 4 * out_units;
@@ -285,6 +323,12 @@ int kq_qfully_connected_s8(int rows, int in_units, int out_units, const kq_requa
       acc[0] = acc[1] = acc[2] = acc[3] = 0;
       hamilton_accumulate(x, in_units, requant->input_offset, filter + (size_t)f * in_units,
                           w_stride, in_units, acc);
+      for (k = 0; k < n_corrections; ++k) {
+        const int32_t o = corrections[2 * k] / (4 * in_units);
+        if (o % out_units != f) continue;
+        acc[o / out_units] += corrections[2 * k + 1] *
+                              (x[corrections[2 * k] % (4 * in_units)] + requant->input_offset);
+      }
       store_quaternion(acc, requant, bias, out_units, f, out);
     }
   }

@@ -17,6 +17,13 @@
  *   bias    [4 * out_units] int32, or NULL
  *   output  [batches][out_h][out_w][4 * out_units]
  * The quantisation arrays (multiplier, shift) are per real output channel o = b * out_units + f.
+ *   corrections  [n][2] int32 pairs (index, delta), or NULL with n = 0: where full-integer
+ *           conversion rounded one copy of a weight differently from its three other copies
+ *           (a value within float rounding of k + 0.5), the expanded int8 kernel differs from
+ *           the one the components give by `delta` at the flat `index` into the expanded kernel
+ *           [4 * out_units][filter_h][filter_w][4 * in_units] (fully connected:
+ *           [4 * out_units][4 * in_units]). The kernels add these terms, so that they compute
+ *           exactly what the expanded kernel computes.
  *
  * Output block b of filter f is the Hamilton product W_f (x) x with the weight on the left:
  *   r = a p - b q - c r - d s     i = a q + b p + c s - d r
@@ -115,12 +122,13 @@ int kq_output_size(int padding, int in_size, int filter_size, int stride, int di
 
 /* The quaternion convolution (see the layouts above). */
 int kq_qconv2d_s8(const kq_conv_shape* shape, const kq_requant* requant, const int8_t* input,
-                  const int8_t* filter, const int32_t* bias, int8_t* output);
+                  const int8_t* filter, const int32_t* bias, const int32_t* corrections,
+                  int n_corrections, int8_t* output);
 
 /* The quaternion fully connected layer on `rows` input rows of 4 * in_units values. */
 int kq_qfully_connected_s8(int rows, int in_units, int out_units, const kq_requant* requant,
                            const int8_t* input, const int8_t* filter, const int32_t* bias,
-                           int8_t* output);
+                           const int32_t* corrections, int n_corrections, int8_t* output);
 
 #ifdef __cplusplus
 }

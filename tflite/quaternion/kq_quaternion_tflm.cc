@@ -19,6 +19,7 @@ namespace {
 constexpr int kInput = 0;
 constexpr int kFilter = 1;
 constexpr int kBias = 2;
+constexpr int kCorrections = 3;
 constexpr int kOutput = 0;
 
 struct OpData {
@@ -119,7 +120,7 @@ TfLiteStatus PrepareFullyConnected(TfLiteContext* context, OpData* data,
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   OpData* data = static_cast<OpData*>(node->user_data);
   TF_LITE_ENSURE(context, data != nullptr && data->options.kind != 0);
-  TF_LITE_ENSURE(context, node->inputs->size == 2 || node->inputs->size == 3);
+  TF_LITE_ENSURE(context, node->inputs->size >= 2 && node->inputs->size <= 4);
   MicroContext* micro_context = GetMicroContext(context);
   TfLiteTensor* input = micro_context->AllocateTempInputTensor(node, kInput);
   TfLiteTensor* filter = micro_context->AllocateTempInputTensor(node, kFilter);
@@ -134,6 +135,15 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   if (status == kTfLiteOk) {
     status = PrepareRequant(context, data, input, filter, output, filter->dims->data[0]);
   }
+  if (status == kTfLiteOk && node->inputs->size > kCorrections &&
+      node->inputs->data[kCorrections] >= 0) {
+    TfLiteTensor* corrections = micro_context->AllocateTempInputTensor(node, kCorrections);
+    TF_LITE_ENSURE(context, corrections != nullptr);
+    const bool ok = corrections->type == kTfLiteInt32 && corrections->dims->size == 2 &&
+                    corrections->dims->data[1] == 2;
+    micro_context->DeallocateTempTfLiteTensor(corrections);
+    TF_LITE_ENSURE_MSG(context, ok, "KQ quaternion op: corrections must be int32 [n, 2]");
+  }
   micro_context->DeallocateTempTfLiteTensor(input);
   micro_context->DeallocateTempTfLiteTensor(filter);
   micro_context->DeallocateTempTfLiteTensor(output);
@@ -145,18 +155,24 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   const TfLiteEvalTensor* input = micro::GetEvalInput(context, node, kInput);
   const TfLiteEvalTensor* filter = micro::GetEvalInput(context, node, kFilter);
   const TfLiteEvalTensor* bias =
-      node->inputs->size == 3 ? micro::GetEvalInput(context, node, kBias) : nullptr;
+      node->inputs->size > kBias ? micro::GetEvalInput(context, node, kBias) : nullptr;
+  const TfLiteEvalTensor* corrections =
+      node->inputs->size > kCorrections ? micro::GetEvalInput(context, node, kCorrections)
+                                        : nullptr;
+  const int32_t* correction_data = micro::GetOptionalTensorData<int32_t>(corrections);
+  const int n_corrections = corrections != nullptr ? corrections->dims->data[0] : 0;
   TfLiteEvalTensor* output = micro::GetEvalOutput(context, node, kOutput);
   const int32_t* bias_data = micro::GetOptionalTensorData<int32_t>(bias);
   int status;
   if (data->options.kind == KQ_KIND_CONV2D) {
     status = kq_qconv2d_s8(&data->conv, &data->requant, micro::GetTensorData<int8_t>(input),
-                           micro::GetTensorData<int8_t>(filter), bias_data,
-                           micro::GetTensorData<int8_t>(output));
+                           micro::GetTensorData<int8_t>(filter), bias_data, correction_data,
+                           n_corrections, micro::GetTensorData<int8_t>(output));
   } else {
     status = kq_qfully_connected_s8(data->rows, filter->dims->data[1], filter->dims->data[0] / 4,
                                     &data->requant, micro::GetTensorData<int8_t>(input),
                                     micro::GetTensorData<int8_t>(filter), bias_data,
+                                    correction_data, n_corrections,
                                     micro::GetTensorData<int8_t>(output));
   }
   if (status != KQ_OK) {

@@ -7,8 +7,10 @@ converter has run, this strategy
 
 1. reads each such kernel and takes its four components from the first output block
    (``Q[p*F + f] = ±E[f, ..., p*C:(p+1)*C]``), giving a ``[4F, kh, kw, C]`` tensor: a quarter;
-2. rebuilds ``E`` from ``Q`` and keeps the layer expanded, saying why, unless the rebuild is
-   bit-exact (it is, unless a kernel holds -128 or batch norm mixed the components);
+2. rebuilds ``E`` from ``Q``; where the converter rounded one of a weight's four copies the
+   other way (a value within float rounding of ``k + 0.5``), the difference is kept as a
+   correction, so the rebuild is bit-exact; a layer whose kernel holds -128 or whose components
+   a batch norm mixed stays expanded, and a warning says why;
 3. replaces the operator by the CUSTOM operator ``KQ_QCONV2D`` / ``KQ_QFULLY_CONNECTED`` with the
    compact weights, the same per-real-output-channel scales, the same int32 bias and its
    stride / padding / dilation / activation in 32 bytes of custom options.
@@ -22,8 +24,9 @@ kernels and TFLite Micro running the expanded model.
 Example:
     >>> import numpy as np
     >>> e = expand_kernel(np.arange(1, 9, dtype=np.int8).reshape(8, 1, 1, 1))
-    >>> e.shape, bool(np.array_equal(compact_kernel(e)[0], np.arange(1, 9).reshape(8, 1, 1, 1)))
-    ((8, 1, 1, 4), True)
+    >>> compact, corrections, _ = compact_kernel(e)
+    >>> e.shape, bool(np.array_equal(compact, np.arange(1, 9).reshape(8, 1, 1, 1))), len(corrections)
+    ((8, 1, 1, 4), True, 0)
 """
 
 from __future__ import annotations
@@ -67,35 +70,75 @@ def expand_kernel(compact):
     return out.reshape(4 * units, *spatial, 4 * c)
 
 
-def compact_kernel(expanded):
-    """The compact components of an expanded int8 kernel, or why there are none.
+#: at most this fraction of a layer's compact weights may need corrections (8 bytes each)
+MAX_CORRECTIONS = 1 / 256
+
+
+def _copies(e):
+    """The four copies of every component: ``(4 copies, 4 components, F, ..., C)``."""
+    units, c = e.shape[0] // 4, e.shape[-1] // 4
+    blocks = e.reshape(4, units, *e.shape[1:-1], 4, c)  # (b, F, ..., a, C)
+    copies = np.empty((4, 4, units, *e.shape[1:-1], c), dtype=np.int16)
+    for a, row in enumerate(HAMILTON_BLOCKS):
+        for b, (component, sign) in enumerate(row):
+            copies[b, component] = sign * blocks[b, ..., a, :].astype(np.int16)
+    return copies
+
+
+def _majority(copies):
+    """Per element, the value most of the four copies hold (the first copy's on a 2-2 tie)."""
+    votes = np.stack([np.sum(copies == copies[j], axis=0) for j in range(4)])
+    return np.take_along_axis(copies, np.argmax(votes, axis=0)[None], axis=0)[0]
+
+
+def compact_kernel(expanded, max_fraction=MAX_CORRECTIONS):
+    """The compact components of an expanded int8 kernel, with corrections, or why there are none.
+
+    Full-integer conversion rounds the four copies of each weight (one per output block, each
+    scaled by its own real channel's scale) separately; a value within float rounding of
+    ``k + 0.5`` can round differently in one copy. The components take the value most copies
+    hold, and every copy that differs becomes a correction ``(flat index into the expanded
+    kernel, delta)``, so that the compact operator still computes exactly what ``expanded`` does.
 
     Args:
         expanded: int8 ``[4F, ..., 4C]`` kernel (output channels first).
+        max_fraction: give up when more than this fraction of the compact weights would need
+            a correction (the kernel is then not a quaternion kernel, e.g. a whitened batch norm
+            mixed its components).
 
     Returns:
-        ``(compact, None)`` when :func:`expand_kernel` of ``compact`` gives ``expanded`` back bit
-        for bit, else ``(None, reason)``.
+        ``(compact, corrections, None)`` where :func:`expand_kernel` of ``compact`` plus the
+        corrections gives ``expanded`` back bit for bit (``corrections``: int32 ``(n, 2)``),
+        else ``(None, None, reason)``.
 
     Example:
-        >>> compact_kernel(np.ones((4, 1, 1, 4), np.int8))[1]
-        'the int8 kernel does not have the Hamilton block structure (batch norm or rounding ...'
+        >>> e = expand_kernel(np.arange(1, 9, dtype=np.int8).reshape(8, 1, 1, 1))
+        >>> e[5, 0, 0, 1] += 1  # one copy of one weight rounded the other way
+        >>> compact, corrections, _ = compact_kernel(e)
+        >>> corrections.tolist()
+        [[13, 1]]
     """
     e = np.asarray(expanded)
     if e.shape[0] % 4 or e.shape[-1] % 4:
-        return None, f"its kernel {tuple(e.shape)} is not made of 4x4 quaternion blocks"
-    if e.dtype == np.int8 and np.any(e == -128):
-        return None, "its int8 kernel holds -128, whose negation does not fit in int8"
-    units, c = e.shape[0] // 4, e.shape[-1] // 4
-    first = e.reshape(4, units, *e.shape[1:-1], 4, c)[0]  # output block r: (F, ..., 4, C)
-    parts = [first[..., a, :] * HAMILTON_BLOCKS[a][0][1] for a in range(4)]
-    compact = np.concatenate(parts, axis=0).astype(e.dtype)
-    if not np.array_equal(expand_kernel(compact), e):
-        return None, (
-            "the int8 kernel does not have the Hamilton block structure (batch norm or rounding "
-            "made the four output blocks differ)"
+        return None, None, f"its kernel {tuple(e.shape)} is not made of 4x4 quaternion blocks"
+    compact_blocks = _majority(_copies(e))  # (4, F, ..., C)
+    compact = compact_blocks.reshape(-1, *e.shape[1:-1], e.shape[-1] // 4)
+    if np.any(np.abs(compact) > 127):
+        return None, None, "its int8 kernel holds -128, whose negation does not fit in int8"
+    compact = compact.astype(e.dtype)
+    delta = e.astype(np.int32) - expand_kernel(compact).astype(np.int32)
+    index = np.flatnonzero(delta)
+    if len(index) > max(1, max_fraction * compact.size):
+        return (
+            None,
+            None,
+            (
+                f"the int8 kernel does not have the Hamilton block structure ({len(index)} of "
+                f"{e.size} values differ; batch norm mixed the four components)"
+            ),
         )
-    return compact, None
+    corrections = np.stack([index, delta.reshape(-1)[index]], axis=1).astype(np.int32)
+    return compact, corrections.reshape(-1, 2), None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +152,8 @@ class CompactLayer:
         compact: whether it became a custom operator.
         reason: why not, when it did not.
         weight_bytes: int8 weight bytes before and after (``(expanded, compact)``).
+        corrections: weight copies the converter rounded the other way, carried as
+            corrections (:func:`compact_kernel`).
 
     Example:
         >>> CompactLayer(0, "conv1", "CONV_2D", True, None, (576, 144)).weight_bytes
@@ -121,6 +166,7 @@ class CompactLayer:
     compact: bool
     reason: str | None
     weight_bytes: tuple
+    corrections: int = 0
 
 
 def _quaternion_layer_names(model):
@@ -176,19 +222,28 @@ def _rewrite_operator(model, index, layer_name):
     kernel = fbs.tensor_data(model, op.inputs[1])
     size = (int(kernel.size), int(kernel.size))
     reason = _unsupported(model, op)
-    compact = None
+    compact = corrections = None
     if reason is None:
         shaped = kernel.reshape(kernel.shape[0], 1, 1, -1) if kind == "fc" else kernel
-        compact, reason = compact_kernel(shaped)
+        compact, corrections, reason = compact_kernel(shaped)
     if compact is None:
         return CompactLayer(index, layer_name, builtin, False, reason, size)
     compact = compact.reshape(compact.shape[0], -1) if kind == "fc" else compact
     op.customOptions = np.frombuffer(_options(op, kind), dtype=np.uint8)
     fbs.set_tensor_data(model, op.inputs[1], compact)
+    inputs = [int(t) for t in op.inputs] + [-1] * (3 - len(op.inputs))
+    if len(corrections):
+        inputs.append(
+            fbs.add_constant_tensor(
+                model, corrections, f"{layer_name or f'operator_{index}'}/kq_corrections"
+            )
+        )
+    op.inputs = np.asarray(inputs, dtype=np.int32)
     op.opcodeIndex = fbs.custom_opcode(model, custom)
     op.builtinOptionsType, op.builtinOptions = 0, None
     op.customOptionsFormat = 0
-    return CompactLayer(index, layer_name, builtin, True, None, (size[0], int(compact.size)))
+    sizes = (size[0], int(compact.size) + 8 * len(corrections))
+    return CompactLayer(index, layer_name, builtin, True, None, sizes, len(corrections))
 
 
 def compact_flatbuffer(expanded, layer_names=None):
@@ -235,6 +290,12 @@ def _restore_operator(model, op, schema):
     compact = fbs.tensor_data(model, op.inputs[1])
     shaped = compact.reshape(compact.shape[0], 1, 1, -1) if custom == FC_OP else compact
     expanded = expand_kernel(shaped)
+    if len(op.inputs) > 3 and op.inputs[3] >= 0:
+        index, delta = fbs.tensor_data(model, op.inputs[3]).T
+        flat = expanded.reshape(-1)
+        flat[index] = (flat[index].astype(np.int32) + delta).astype(expanded.dtype)
+        fbs.set_tensor_data(model, op.inputs[3], np.zeros((0, 2), np.int32))
+        op.inputs = op.inputs[:3]
     if custom == FC_OP:
         options = schema.FullyConnectedOptionsT()
         options.fusedActivationFunction = activation
@@ -322,9 +383,11 @@ def quantized_layer(model, op):
     x, w, y = (graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]],
                graph.tensors[op.outputs[0]])  # fmt: skip
     fields = load_kernels().parse_options(bytes(np.asarray(op.customOptions, np.uint8)))
-    bias = None
+    bias = corrections = None
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         bias = fbs.tensor_data(model, op.inputs[2])
+    if len(op.inputs) > 3 and op.inputs[3] >= 0:
+        corrections = fbs.tensor_data(model, op.inputs[3])
     return QuantizedLayer(
         filter=fbs.tensor_data(model, op.inputs[1]),
         bias=bias,
@@ -337,6 +400,7 @@ def quantized_layer(model, op):
         strides=(fields[2], fields[3]),
         dilation=(fields[4], fields[5]),
         padding=_PADDINGS[fields[1]],
+        corrections=corrections,
     )
 
 
