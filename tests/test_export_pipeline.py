@@ -175,6 +175,15 @@ def test_kq_export_cli(tmp_path):
     bad_name = runner.invoke(export_command, [*args, "--name", "9x"])
     assert bad_name.exit_code == 2 and "C identifier" in bad_name.output
 
+    args[args.index("--out") + 1] = str(tmp_path / "compact")
+    compact = runner.invoke(export_command, [*args, "--quaternion", "compact"])
+    assert compact.exit_code == 0, compact.output
+    assert "quaternion: compact" in compact.output and "checked bit for bit" in compact.output
+    report = json.loads((tmp_path / "compact" / "export_report.json").read_text())
+    assert report["export"]["quaternion"] == "compact"
+    assert report["export"]["size_ratio_to_expanded"] < 0.6
+    assert (tmp_path / "compact" / "kq_quaternion_tflm.cc").exists()
+
 
 @pytest.mark.parametrize(
     "real,quat",

@@ -123,7 +123,7 @@ def export_command(
     float Keras / float TFLite / int8 TFLite, LiteRT latency).
     """
     from keras_quaternion.export.micro import micro_symbols
-    from keras_quaternion.export.pipeline import REPORT_NAME, export_model
+    from keras_quaternion.export.pipeline import export_model
     from keras_quaternion.export.tflite import ExportError
 
     if quaternion == "compact" and float_only:
@@ -186,6 +186,13 @@ def export_command(
         )
     except (ValueError, TypeError, ExportError) as err:
         raise click.ClickException(str(err)) from None
+
+    _print_summary(report, out_dir)
+
+
+def _print_summary(report, out_dir):
+    """What kq-export tells the user after writing OUT."""
+    from keras_quaternion.export.pipeline import REPORT_NAME
 
     exp, arena, acc = report["export"], report["arena"], report["accuracy"] or {}
     click.echo(f"wrote {os.path.join(out_dir, exp['tflite'])}: {exp['flatbuffer_bytes']} bytes")

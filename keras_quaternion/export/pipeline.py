@@ -220,6 +220,15 @@ def _export_section(conversion, float_fb, int8, filename, calib):
     return section
 
 
+def _environment():
+    return {
+        "date": datetime.date.today().isoformat(),
+        "machine": _machine(),
+        "python": platform.python_version(),
+        **_versions(),
+    }
+
+
 def _model_section(model, shape):
     return {
         "name": model.name,
@@ -323,12 +332,7 @@ def export_model(
         "accuracy": _accuracy(model, prepared, split, float_fb, conversion, int8, progress),
         "latency": _latency(float_fb, conversion, int8, latency_runs),
         "micro": micro_files,
-        "environment": {
-            "date": datetime.date.today().isoformat(),
-            "machine": _machine(),
-            "python": platform.python_version(),
-            **_versions(),
-        },
+        "environment": _environment(),
     }
     atomic_write(os.path.join(out_dir, REPORT_NAME), json.dumps(report, indent=2) + "\n")
     return report
