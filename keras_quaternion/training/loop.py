@@ -35,6 +35,7 @@ import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -260,7 +261,8 @@ def load_model(path: str | os.PathLike):
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: not a ``.keras`` file, or it cannot be read as a Keras model.
+        ValueError: not a ``.keras`` file (wrong suffix, or a file that is not the zip archive
+            ``model.save()`` writes), or it cannot be read as a Keras model.
 
     Example:
         >>> import keras
@@ -291,10 +293,42 @@ def load_model(path: str | os.PathLike):
             f"Model file '{path}' is not a .keras file (got suffix {path.suffix!r}); save models "
             "with model.save('name.keras')."
         )
+    _check_keras_archive(path)
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as err:
         raise ValueError(f"Could not load '{path}' as a Keras model: {err}") from err
+
+
+def _check_keras_archive(path: Path) -> None:
+    """Raise ``ValueError`` unless ``path`` is a zip archive holding a Keras ``config.json``.
+
+    Keras itself reports such a file as "File not found", although it exists.
+
+    Example:
+        >>> _ = Path("notes.keras").write_text("not a model")
+        >>> _check_keras_archive(Path("notes.keras"))
+        Traceback (most recent call last):
+        ...
+        ValueError: 'notes.keras' is not a Keras model file (a .keras file is a zip archive
+        written by model.save(); this file is not a zip archive). Pass the .keras file ...
+    """
+    problem = ""
+    if not zipfile.is_zipfile(path):
+        problem = "this file is not a zip archive"
+    else:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if "config.json" not in archive.namelist():
+                    problem = "this zip archive has no config.json"
+        except (zipfile.BadZipFile, OSError) as err:  # pragma: no cover - damaged archive
+            problem = f"its zip directory cannot be read ({err})"
+    if problem:
+        raise ValueError(
+            f"'{path}' is not a Keras model file (a .keras file is a zip archive written by "
+            f"model.save(); {problem}). Pass the .keras file that model.save('name.keras') "
+            "wrote, or save the model again."
+        )
 
 
 def predict(model, prepared: PreparedData, split: str, *, batch_size: int = 64, forward=None):
