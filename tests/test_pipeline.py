@@ -122,6 +122,31 @@ def test_prepare_synthetic_caches_and_second_call_does_not_decode(tmp_path, monk
         )
 
 
+def test_cache_and_checkpoint_files_get_the_umask_mode_not_0600(tmp_path):
+    """Regression: cache .npy and checkpoint .npz files were created 0o600 (mkstemp's mode)."""
+    from keras_quaternion.training.loop import _Checkpointer
+
+    old = os.umask(0o027)  # neither mkstemp's 0o600 nor the usual 0o644
+    try:
+        data = prepare(
+            "synthetic",
+            clip_seconds=0.3,
+            n_mels=16,
+            cache_dir=tmp_path / "cache",
+            dataset_options={"samples_per_class": 3},
+            progress=False,
+        )
+        _Checkpointer(tmp_path / "run").write({"epoch": 1}, {"w": np.zeros(3, np.float32)})
+    finally:
+        os.umask(old)
+    written = [p for p in data.cache_path.iterdir() if p.is_file()]
+    written += [p for p in (tmp_path / "run" / "checkpoint").iterdir()]
+    names = {p.name for p in written}
+    assert {"train_features.npy", "train_labels.npy", "ckpt-0001.npz"} <= names, names
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in written}
+    assert set(modes.values()) == {"0o640"}, modes
+
+
 def test_features_equal_direct_computation(tmp_path):
     from keras_quaternion import datasets
 

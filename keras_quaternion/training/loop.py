@@ -33,7 +33,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -42,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_quaternion.files import atomic_save_model, atomic_write
+from keras_quaternion.files import atomic_path, atomic_save_model, atomic_write
 from keras_quaternion.training import metrics as kq_metrics
 from keras_quaternion.training.pipeline import PreparedData
 
@@ -511,15 +510,8 @@ class _Checkpointer:
     def write(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"ckpt-{state['epoch']:04d}.npz"
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, self.folder / name)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_path(self.folder / name) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
         state = {**state, "file": name, "version": CHECKPOINT_VERSION}
         atomic_write(self.pointer, json.dumps(state, indent=1, default=_json_float))
         for old in self.folder.glob("ckpt-*.npz"):  # keep only the one the pointer names

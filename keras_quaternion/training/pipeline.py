@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from keras_quaternion.features import FeatureConfig
-from keras_quaternion.files import atomic_path, atomic_write
+from keras_quaternion.files import atomic_path, atomic_write, publish
 
 __all__ = [
     "CACHE_ENV",
@@ -688,7 +688,7 @@ def _compute_split(ds, split, config: FeatureConfig, clip_seconds, folder: Path,
             del full
             os.unlink(tmp)
         else:
-            os.replace(tmp, final)
+            publish(tmp, final)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
