@@ -228,6 +228,29 @@ def test_prepare_file_dataset_cache_skips_and_invalidation(tmp_path, monkeypatch
     assert changed.cache_path != data.cache_path
 
 
+def test_a_class_whose_files_all_fail_to_decode_is_a_layout_error(tmp_path):
+    """Regression: such a class used to train with 0 examples, with only the skip warning."""
+    from keras_quaternion.datasets import DatasetLayoutError
+
+    root = tmp_path / "sounds"
+    _write_folder_dataset(root, corrupt=False)
+    (root / "noise").mkdir()
+    for i in range(5):
+        (root / "noise" / f"noise_{i}.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    opts = {"test_fraction": 0.2, "validation_fraction": 0.2}
+    with pytest.raises(DatasetLayoutError) as caught:
+        prepare("folder", root, cache_dir=tmp_path / "cache", dataset_options=opts, progress=False)
+    message = str(caught.value)
+    assert "Dataset 'folder': no train example of class 'noise' could be decoded" in message
+    assert "'noise' (" in message and "noise/noise_" in message and "remove the class" in message
+    assert "low" not in message.split("Expected layout")[0].replace(str(root), "")
+    # one undecodable file in a class that keeps others is still only a warning
+    (root / "noise").rename(tmp_path / "noise")
+    (root / "low" / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    with pytest.warns(UserWarning, match="broken.wav"):
+        prepare("folder", root, cache_dir=tmp_path / "cache", dataset_options=opts, progress=False)
+
+
 def test_prepare_errors(tmp_path):
     from keras_quaternion.datasets import DatasetLayoutError
 

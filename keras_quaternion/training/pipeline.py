@@ -629,7 +629,11 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def _compute_split(ds, split, config: FeatureConfig, clip_seconds, folder: Path, progress: bool):
-    """Decode + featurize one split in chunks straight into a .npy memmap; returns skipped."""
+    """Decode + featurize one split in chunks straight into a .npy memmap.
+
+    Returns ``(skipped, kept)``: ``[(name, reason), ...]`` of the undecodable examples and the
+    indices into ``ds.splits[split]`` of the others.
+    """
     from tqdm.auto import tqdm
 
     from keras_quaternion.audio import decode_many
@@ -695,7 +699,7 @@ def _compute_split(ds, split, config: FeatureConfig, clip_seconds, folder: Path,
         raise
     labels = ds._stack_labels([examples[i] for i in kept_labels])
     _save_npy(folder / f"{split}_labels.npy", labels)
-    return skipped
+    return skipped, kept_labels
 
 
 def prepare(
@@ -743,7 +747,8 @@ def prepare(
             clip too short for the feature window, or a dataset whose train split ends up empty.
         TypeError: ``dataset`` is neither a name nor an ``AudioDataset``, or ``feature_config``
             is not a :class:`~keras_quaternion.features.FeatureConfig`.
-        keras_quaternion.datasets.DatasetLayoutError: missing or wrongly laid out ``data_dir``.
+        keras_quaternion.datasets.DatasetLayoutError: missing or wrongly laid out ``data_dir``,
+            or a class none of whose training files could be decoded.
 
     Warns:
         UserWarning: once, naming the files that could not be decoded and were skipped.
@@ -845,7 +850,9 @@ def prepare(
     started = time.time()
     skipped: dict[str, list[tuple[str, str]]] = {}
     for split in SPLITS:
-        skipped[split] = _compute_split(ds, split, config, clip_seconds, folder, progress)
+        skipped[split], kept = _compute_split(ds, split, config, clip_seconds, folder, progress)
+        if split == "train":  # a class with no decodable example is as bad as an empty folder
+            ds.check_decoded_classes(split, kept, skipped[split])
     all_skipped = [item for split in SPLITS for item in skipped[split]]
     if all_skipped:
         total = sum(len(ds.splits[s]) for s in SPLITS)
