@@ -251,6 +251,26 @@ def test_a_class_whose_files_all_fail_to_decode_is_a_layout_error(tmp_path):
         prepare("folder", root, cache_dir=tmp_path / "cache", dataset_options=opts, progress=False)
 
 
+def test_one_long_clip_does_not_lengthen_every_clip(tmp_path):
+    """Regression: a single 60 s file among 1 s clips made every clip 30 s (the old cap)."""
+    root = tmp_path / "sounds"
+    rng = np.random.default_rng(1)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(10):
+            sf.write(root / cls / f"{cls}{i}.wav", 0.1 * rng.standard_normal(8000), 8000)
+    sf.write(root / "a" / "long.wav", 0.1 * rng.standard_normal(60 * 8000), 8000)
+    opts = {"test_fraction": 0.2, "validation_fraction": 0.2}
+    with pytest.warns(
+        UserWarning, match=r"cropped to 1 s, the 95th percentile.*long\.wav \(60\.0 s\)"
+    ):
+        data = prepare(
+            "folder", root, cache_dir=tmp_path / "cache", dataset_options=opts, progress=False
+        )
+    assert data.clip_seconds == 1.0
+    assert data.features["train"].shape[1] == data.feature_config.num_frames(16000)
+
+
 def test_prepare_errors(tmp_path):
     from keras_quaternion.datasets import DatasetLayoutError
 
