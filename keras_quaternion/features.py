@@ -77,7 +77,7 @@ def _check_width(width, where: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class FeatureConfig:
-    """Parameters of the quaternion feature front end (defaults are PANNs').
+    """Parameters of the quaternion feature front end (defaults are PANNs', but see ``mel_norm``).
 
     Args:
         sample_rate: sampling rate of the waveform in Hz (int >= 1).
@@ -89,7 +89,9 @@ class FeatureConfig:
         delta_width: Savitzky–Golay window in frames for Δ, Δ², Δ³: an odd int >= 5 (it must
             exceed 3, the highest derivative order; 9 is librosa's default).
         mel_norm: ``None`` (plain triangles with peak 1, the default) or ``"slaney"`` (each
-            triangle divided by its width in Hz / 2, constant energy per band).
+            triangle divided by its width in Hz / 2, constant energy per band). Unlike PANNs,
+            whose filterbank has Slaney area normalisation (and the Slaney mel scale), the
+            default has none; the mel scale is always HTK's.
 
     Raises:
         ValueError: a field outside its allowed range; the message names the field, the value
