@@ -77,7 +77,7 @@ def _check_width(width, where: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class FeatureConfig:
-    """Parameters of the quaternion feature front end (defaults are PANNs').
+    """Parameters of the quaternion feature front end (defaults are PANNs', but see ``mel_norm``).
 
     Args:
         sample_rate: sampling rate of the waveform in Hz (int >= 1).
@@ -89,7 +89,9 @@ class FeatureConfig:
         delta_width: Savitzky–Golay window in frames for Δ, Δ², Δ³: an odd int >= 5 (it must
             exceed 3, the highest derivative order; 9 is librosa's default).
         mel_norm: ``None`` (plain triangles with peak 1, the default) or ``"slaney"`` (each
-            triangle divided by its width in Hz / 2, constant energy per band).
+            triangle divided by its width in Hz / 2, constant energy per band). Unlike PANNs,
+            whose filterbank has Slaney area normalisation (and the Slaney mel scale), the
+            default has none; the mel scale is always HTK's.
 
     Raises:
         ValueError: a field outside its allowed range; the message names the field, the value
@@ -330,17 +332,32 @@ def _as_waveform_batch(waveform, min_samples: int, what: str, config: FeatureCon
     if not batched:
         x = x[tf.newaxis]
     n = x.shape[1]
-    if n is not None:
-        if n < min_samples:
-            raise ValueError(_short_clip_message(what, n, min_samples, config))
-    else:
-        tf.debugging.assert_greater_equal(
-            tf.shape(x)[1],
-            min_samples,
-            message=f"{what}: clip too short, it needs at least {min_samples} samples "
-            f"({config.n_fft=}, {config.hop_length=}, {config.delta_width=}).",
-        )
+    if n is not None and n < min_samples:
+        raise ValueError(_short_clip_message(what, n, min_samples, config))
+    x = _guard_min_length(
+        x,
+        min_samples,
+        f"{what}: clip too short, it needs at least {min_samples} samples "
+        f"({config.n_fft=}, {config.hop_length=}, {config.delta_width=}). Use a longer clip "
+        "(pad it with zeros).",
+    )
     return x, batched
+
+
+def _guard_min_length(x, minimum: int, message: str):
+    """``x`` unchanged, but made to depend on a run-time check ``x.shape[1] >= minimum``.
+
+    Only when ``x.shape[1]`` is unknown (inside ``tf.function`` / ``tf.data``); a known length is
+    checked statically by the caller. The assertion is a control dependency of the returned
+    tensor, so every op computed from it runs only after the check passed: a too-short input
+    always fails with ``message`` (an ``InvalidArgumentError``), never with an error from
+    whichever downstream op (a slice, a concatenation) the scheduler happened to run first.
+    """
+    if x.shape[1] is not None:
+        return x
+    check = tf.debugging.assert_greater_equal(tf.shape(x)[1], minimum, message=message)
+    with tf.control_dependencies([check]):
+        return tf.identity(x)
 
 
 def _short_clip_message(what, n, min_samples, config: FeatureConfig) -> str:
@@ -591,6 +608,7 @@ def apply_delta_operator(
     frames = x.shape[1]
     if frames is not None and frames < width:
         raise ValueError(_short_frames_message(frames, width))
+    x = _guard_min_length(x, width, _short_frames_message("fewer", width))
     half, n = width // 2, len(orders)
     central = conv(x, kernels.central)  # [B, frames - 2 * half, M, n]
     left = conv(x[:, :width], kernels.left)  # [B, 1, M, half * n]
@@ -649,10 +667,7 @@ def deltas(log_mel, width: int = 9, orders: Sequence[int] = (1, 2, 3)) -> tf.Ten
     frames = x.shape[1]
     if frames is not None and frames < width:
         raise ValueError("deltas: " + _short_frames_message(frames, width))
-    if frames is None:
-        tf.debugging.assert_greater_equal(
-            tf.shape(x)[1], width, message=f"deltas: need at least width={width} frames."
-        )
+    x = _guard_min_length(x, width, "deltas: " + _short_frames_message("fewer", width))
     out = apply_delta_operator(x[..., tf.newaxis], width, orders)
     return out if batched else out[0]
 

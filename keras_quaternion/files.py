@@ -21,6 +21,35 @@ def _umask_mode() -> int:
     return 0o666 & ~current
 
 
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Rename a finished temporary file over ``path``, with a plain ``open()``'s permissions.
+
+    For writers that must manage their own temporary file (a ``numpy`` memory map filled in
+    place, say): ``tmp`` gets mode ``0o666`` minus the umask (a ``mkstemp`` file is ``0o600``,
+    readable by its owner only) and is then moved over ``path`` with :func:`os.replace`. Prefer
+    :func:`atomic_path`, which creates the temporary file and calls this.
+
+    Args:
+        tmp: the complete temporary file, in the same folder as ``path``.
+        path: the destination.
+
+    Returns:
+        ``path`` as a :class:`pathlib.Path`.
+
+    Example:
+        >>> import stat, tempfile
+        >>> fd, tmp = tempfile.mkstemp(dir=".")
+        >>> os.close(fd)
+        >>> old = os.umask(0o022)
+        >>> oct(stat.S_IMODE(publish(tmp, "data.bin").stat().st_mode))
+        '0o644'
+        >>> _ = os.umask(old)
+    """
+    os.chmod(tmp, _umask_mode())
+    os.replace(tmp, path)
+    return Path(path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, make_parents: bool = False):
     """Yield a temporary path next to ``path``; on success rename it over ``path``.
@@ -54,8 +83,7 @@ def atomic_path(path: str | os.PathLike, *, make_parents: bool = False):
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

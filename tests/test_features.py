@@ -266,6 +266,55 @@ def test_features_inside_tf_function_with_unknown_length():
         extract(np.zeros(cfg.min_num_samples() - 1, np.float32))
 
 
+def _assert_ops_guarding(graph_fn) -> list[str]:
+    """Messages of the Assert ops every output of ``graph_fn`` depends on (data or control)."""
+    outputs = [t.op for t in graph_fn.outputs]
+    guards = None
+    for out in outputs:
+        seen, stack = set(), [out]
+        while stack:
+            op = stack.pop()
+            if op.name in seen:
+                continue
+            seen.add(op.name)
+            stack += [t.op for t in op.inputs] + list(op.control_inputs)
+        asserts = {
+            name for name in seen if graph_fn.graph.get_operation_by_name(name).type == "Assert"
+        }
+        guards = asserts if guards is None else guards & asserts
+    return sorted(guards or ())
+
+
+@pytest.mark.parametrize("what", ["quaternion_features", "deltas", "QuaternionDeltas"])
+def test_length_check_is_a_dependency_of_the_result_with_unknown_length(what):
+    """Regression: the length assertion guards the computation, whatever the op schedule.
+
+    It used to be a free-standing op: inside tf.function a too-short clip sometimes failed with
+    ``ConcatOp : Dimension 3 in both shapes must be equal`` from the delta operator instead.
+    """
+    cfg = SMALL
+    if what == "quaternion_features":
+        spec, fn, match = (
+            tf.TensorSpec([None], tf.float32),
+            lambda y: quaternion_features(y, cfg),
+            "too short",
+        )
+        shorts = [np.zeros(n, np.float32) for n in range(cfg.n_fft // 2 + 1, cfg.min_num_samples())]
+    elif what == "deltas":
+        spec, fn, match = tf.TensorSpec([None, 16], tf.float32), lambda x: deltas(x, 9), "deltas: "
+        shorts = [np.zeros((n, 16), np.float32) for n in range(1, 9)]
+    else:
+        layer = QuaternionDeltas(width=9)
+        spec, fn, match = tf.TensorSpec([1, None, 16, 1], tf.float32), layer, "delta_width=9"
+        shorts = [np.zeros((1, n, 16, 1), np.float32) for n in range(1, 9)]
+    graph_fn = tf.function(fn, input_signature=[spec]).get_concrete_function()
+    assert _assert_ops_guarding(graph_fn), f"no Assert op guards the output of {what}"
+    extract = tf.function(fn, input_signature=[spec])
+    for short in shorts[::-1] * 3:  # many schedules; every one must give the length error
+        with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+            extract(short)
+
+
 # --- errors ---------------------------------------------------------------------------------------
 
 

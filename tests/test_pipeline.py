@@ -122,6 +122,31 @@ def test_prepare_synthetic_caches_and_second_call_does_not_decode(tmp_path, monk
         )
 
 
+def test_cache_and_checkpoint_files_get_the_umask_mode_not_0600(tmp_path):
+    """Regression: cache .npy and checkpoint .npz files were created 0o600 (mkstemp's mode)."""
+    from keras_quaternion.training.loop import _Checkpointer
+
+    old = os.umask(0o027)  # neither mkstemp's 0o600 nor the usual 0o644
+    try:
+        data = prepare(
+            "synthetic",
+            clip_seconds=0.3,
+            n_mels=16,
+            cache_dir=tmp_path / "cache",
+            dataset_options={"samples_per_class": 3},
+            progress=False,
+        )
+        _Checkpointer(tmp_path / "run").write({"epoch": 1}, {"w": np.zeros(3, np.float32)})
+    finally:
+        os.umask(old)
+    written = [p for p in data.cache_path.iterdir() if p.is_file()]
+    written += [p for p in (tmp_path / "run" / "checkpoint").iterdir()]
+    names = {p.name for p in written}
+    assert {"train_features.npy", "train_labels.npy", "ckpt-0001.npz"} <= names, names
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in written}
+    assert set(modes.values()) == {"0o640"}, modes
+
+
 def test_features_equal_direct_computation(tmp_path):
     from keras_quaternion import datasets
 
@@ -201,6 +226,49 @@ def test_prepare_file_dataset_cache_skips_and_invalidation(tmp_path, monkeypatch
     with pytest.warns(UserWarning, match="broken"):
         changed = prepare("folder", root, cache_dir=cache, dataset_options=opts, progress=False)
     assert changed.cache_path != data.cache_path
+
+
+def test_a_class_whose_files_all_fail_to_decode_is_a_layout_error(tmp_path):
+    """Regression: such a class used to train with 0 examples, with only the skip warning."""
+    from keras_quaternion.datasets import DatasetLayoutError
+
+    root = tmp_path / "sounds"
+    _write_folder_dataset(root, corrupt=False)
+    (root / "noise").mkdir()
+    for i in range(5):
+        (root / "noise" / f"noise_{i}.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    opts = {"test_fraction": 0.2, "validation_fraction": 0.2}
+    with pytest.raises(DatasetLayoutError) as caught:
+        prepare("folder", root, cache_dir=tmp_path / "cache", dataset_options=opts, progress=False)
+    message = str(caught.value)
+    assert "Dataset 'folder': no train example of class 'noise' could be decoded" in message
+    assert "'noise' (" in message and "noise/noise_" in message and "remove the class" in message
+    assert "low" not in message.split("Expected layout")[0].replace(str(root), "")
+    # one undecodable file in a class that keeps others is still only a warning
+    (root / "noise").rename(tmp_path / "noise")
+    (root / "low" / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    with pytest.warns(UserWarning, match="broken.wav"):
+        prepare("folder", root, cache_dir=tmp_path / "cache", dataset_options=opts, progress=False)
+
+
+def test_one_long_clip_does_not_lengthen_every_clip(tmp_path):
+    """Regression: a single 60 s file among 1 s clips made every clip 30 s (the old cap)."""
+    root = tmp_path / "sounds"
+    rng = np.random.default_rng(1)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(10):
+            sf.write(root / cls / f"{cls}{i}.wav", 0.1 * rng.standard_normal(8000), 8000)
+    sf.write(root / "a" / "long.wav", 0.1 * rng.standard_normal(60 * 8000), 8000)
+    opts = {"test_fraction": 0.2, "validation_fraction": 0.2}
+    with pytest.warns(
+        UserWarning, match=r"cropped to 1 s, the 95th percentile.*long\.wav \(60\.0 s\)"
+    ):
+        data = prepare(
+            "folder", root, cache_dir=tmp_path / "cache", dataset_options=opts, progress=False
+        )
+    assert data.clip_seconds == 1.0
+    assert data.features["train"].shape[1] == data.feature_config.num_frames(16000)
 
 
 def test_prepare_errors(tmp_path):

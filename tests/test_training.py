@@ -373,7 +373,33 @@ def test_kq_eval_errors(tmp_path):
     nodata = runner.invoke(eval_command, [str(tmp_path / "m.keras")])
     assert "--dataset is required" in nodata.output
     broken = runner.invoke(eval_command, [str(tmp_path / "m.keras"), "--dataset", "synthetic"])
-    assert broken.exit_code != 0 and "Could not load" in broken.output
+    assert broken.exit_code != 0 and "is not a Keras model file" in broken.output
+
+
+def test_load_model_says_a_file_that_exists_is_not_a_keras_archive(tmp_path):
+    """Regression: a text file named model.keras was reported as 'File not found'."""
+    import zipfile
+
+    from keras_quaternion.training.loop import load_model
+
+    text = tmp_path / "model.keras"
+    text.write_text("this is not a model\n")
+    with pytest.raises(
+        ValueError,
+        match=r"model.keras' is not a Keras model file \(a .keras file "
+        r"is a zip archive written by model.save\(\); this file is not a zip",
+    ):
+        load_model(text)
+    other_zip = tmp_path / "other.keras"
+    with zipfile.ZipFile(other_zip, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    with pytest.raises(ValueError, match="this zip archive has no config.json"):
+        load_model(other_zip)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(tmp_path / "missing.keras")
+    x = keras.Input((8,))
+    keras.Model(x, keras.layers.Dense(2)(x)).save(tmp_path / "real.keras")
+    assert load_model(tmp_path / "real.keras").output_shape == (None, 2)
 
 
 # ---------------------------------------------------------------------------- kill test

@@ -397,6 +397,64 @@ class AudioDataset:
             waves = arrays
         return DecodedSplit(waves, self._stack_labels(kept_examples), kept_examples, skipped)
 
+    def _has_class(self, example: Example, c: int) -> bool:
+        if self.multi_label:
+            return bool(np.asarray(example.label)[c] > 0)
+        return int(example.label) == c
+
+    def check_decoded_classes(
+        self, split: str, kept: Sequence[int], skipped: Sequence[tuple[str, str]]
+    ) -> None:
+        """Raise when decoding left a class of ``split`` without a single example.
+
+        A class whose files in ``split`` are all undecodable would otherwise train as a class
+        with 0 examples, as silently as an empty class folder (which the loaders reject).
+
+        Args:
+            split: ``"train"``, ``"validation"`` or ``"test"``.
+            kept: indices into ``splits[split]`` of the examples that decoded.
+            skipped: ``[(name, reason), ...]`` of those that did not (as ``decode_many``).
+
+        Raises:
+            DatasetLayoutError: some class had examples in ``split`` and none decoded; the
+                message names each such class and its skipped files with the reasons.
+
+        Example:
+            >>> ds = AudioDataset("tiny", ["a", "b"], False, 8000, {"train": [
+            ...     Example("a1.wav", 0), Example("b1.wav", 1), Example("b2.wav", 1)]})
+            >>> ds.check_decoded_classes("train", [0, 1], [("b2.wav", "truncated")])  # 'b' kept
+            >>> ds.check_decoded_classes("train", [0], [("b1.wav", "empty"), ("b2.wav", "bad")])
+            Traceback (most recent call last):
+            ...
+            keras_quaternion.datasets.base.DatasetLayoutError: Dataset 'tiny': no train example of
+            class 'b' could be decoded, so it would train with 0 examples; its skipped files:
+            'b' (2 files: b1.wav (empty), b2.wav (bad)). Re-encode or replace ...
+        """
+        examples = self._split(split)
+        decoded = set(kept)
+        reasons = dict(skipped)
+        root = self.info.get("data_dir")
+        lost, files = [], []
+        for c, class_name in enumerate(self.class_names):
+            indices = [i for i, ex in enumerate(examples) if self._has_class(ex, c)]
+            if indices and not decoded.intersection(indices):
+                mine = [examples[i].name for i in indices]
+                shown = ", ".join(
+                    f"{_relative(n, root)} ({reasons.get(n, 'not decoded')})" for n in mine[:3]
+                )
+                more = f" and {len(mine) - 3} more" if len(mine) > 3 else ""
+                lost.append(f"'{class_name}'")
+                files.append(f"'{class_name}' ({len(mine)} files: {shown}{more})")
+        if lost:
+            raise DatasetLayoutError(
+                self.name,
+                root,
+                f"no {split} example of class {', '.join(lost)} could be decoded, so it would "
+                f"train with 0 examples; its skipped files: {'; '.join(files)}. Re-encode or "
+                "replace these files (e.g. as 16-bit WAV), or remove the class folder",
+                _layout_of(self.name),
+            )
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Examples per class in each split: ``{split: {class_name: count}}``.
 
@@ -445,6 +503,22 @@ class AudioDataset:
             f"AudioDataset(name={self.name!r}, num_classes={self.num_classes}, "
             f"multi_label={self.multi_label}, {sizes})"
         )
+
+
+def _relative(name: str, root: str | None) -> str:
+    """``name`` relative to the dataset folder ``root`` when it lies below it."""
+    if root and name.startswith(os.path.join(root, "")):
+        return name[len(os.path.join(root, "")) :]
+    return name
+
+
+def _layout_of(name: str) -> str:
+    from keras_quaternion.datasets.registry import expected_layout
+
+    try:
+        return expected_layout(name)
+    except ValueError:  # a dataset built in code, not registered
+        return "(the dataset's own files)"
 
 
 def _default_stratify(

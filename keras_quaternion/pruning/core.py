@@ -258,7 +258,7 @@ def prune(
             free = np.asarray(group.free)
             order = free[np.lexsort((free, scores[free]))]
             chosen_units = order[:n_prune]
-            pruned_units.extend(group._roots[i] for i in chosen_units)
+            pruned_units.extend(group.unit_roots[i] for i in chosen_units)
             _check_not_empty(group, set(int(i) for i in chosen_units), graph)
             status = f"pruned {n_prune} of {n_free}" if n_prune else "nothing to prune"
             group_rows.append(
@@ -320,7 +320,7 @@ def _group_scores(group, method, seed, layers, unit_scores):
 def _check_not_empty(group, chosen, graph):
     for name in group.producers:
         producer = graph.producers[name]
-        index = {r: i for i, r in enumerate(group._roots)}
+        index = {r: i for i, r in enumerate(group.unit_roots)}
         left = sum(1 for r in producer.unit_atoms if index[int(r)] not in chosen)
         if left == 0:
             raise ValueError(

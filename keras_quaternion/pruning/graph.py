@@ -369,6 +369,8 @@ class ChannelGroup:
         fixed: ``{unit index: [reason, ...]}`` for the others.
         uses: the other layers the group's channels flow through (:class:`LayerUse`).
         joined: True when units tie filters of several producers (a residual merge).
+        unit_roots: the pruning-unit id of each unit (what :meth:`DependencyGraph.keep_masks`
+            and :func:`~keras_quaternion.pruning.rebuild.pruned_model` take), in ``units`` order.
 
     Example:
         The residual ``Add`` ties filter ``u`` of ``q1`` to filter ``u`` of ``q2``:
@@ -397,10 +399,7 @@ class ChannelGroup:
     fixed: dict
     uses: list
     joined: bool
-
-    @property
-    def fixed_kinds(self):
-        return {kind for reasons in self.fixed.values() for kind, _ in reasons}
+    unit_roots: list = dataclasses.field(default_factory=list, repr=False)
 
 
 @dataclasses.dataclass
@@ -439,27 +438,48 @@ class DependencyGraph:
         (['q1', 'q2', 'head'], [2, 3])
         >>> graph.to_dict()["groups"][0]["free_units"]
         2
+
+        Queries: the recorded layers, the pruning unit of every channel of a tensor (looked up
+        by ``id``), and which channels survive removing a unit:
+
+        >>> graph.layer_names()[1:], [r.role for r in graph.records("add")]
+        (['q1', 'q2', 'add', 'gap', 'head'], ['merge'])
+        >>> units = graph.group_of("q2").unit_roots
+        >>> graph.channel_units(id(a)).tolist() == units * 4  # [r|i|j|k] blocks of 2 filters
+        True
+        >>> graph.keep_masks([units[1]])[id(a)].tolist()  # drop filter 1 of q1 (and of q2)
+        [True, False, True, False, True, False, True, False]
     """
 
     def __init__(self, model):
         self.model = model
         self.producers = {}
         self.groups = []
-        self._atoms = _Atoms()
         self._labels = {}  # id(KerasTensor) -> int64 atom labels per channel
         self._records = {}  # layer name -> list of _NodeRecord
         self._order = []  # layer names in topological order
         self._roots = None
 
-    # -- construction helpers -------------------------------------------------------------
-    def _label(self, tensor):
+    # -- construction (used by build_dependency_graph) ------------------------------------
+    def channel_labels(self, tensor):
+        """Atom label of each channel of ``tensor`` (int64; zeros, unowned, when first seen)."""
         key = id(tensor)
         if key not in self._labels:
             channels = tensor.shape[-1] if len(tensor.shape) else 1
             self._labels[key] = np.zeros(int(channels or 0), dtype=np.int64)
         return self._labels[key]
 
-    def _record(self, layer, role, node):
+    def set_channel_labels(self, tensor, labels):
+        """Say which atoms the channels of ``tensor`` carry."""
+        self._labels[id(tensor)] = labels
+
+    def resolve(self, atoms):
+        """Fix every atom's pruning unit (its union-find root); returns the roots."""
+        self._roots = atoms.roots()
+        return self._roots
+
+    def record(self, layer, role, node):
+        """Remember one call (``node``) of ``layer`` and its role, in graph order."""
         if layer.name not in self._records:
             self._records[layer.name] = []
             self._order.append(layer.name)
@@ -473,17 +493,20 @@ class DependencyGraph:
         )
 
     # -- queries --------------------------------------------------------------------------
-    def root_labels(self, key):
-        """Atom roots of a tensor's channels (0 = not prunable source)."""
+    def channel_units(self, key):
+        """Pruning unit of each channel of the tensor with ``id`` ``key`` (0: not prunable)."""
         return self._roots[self._labels[key]]
 
     def records(self, name):
+        """The recorded calls of layer ``name`` (``[]`` for a layer the graph never saw)."""
         return self._records.get(name, [])
 
     def layer_names(self):
+        """Names of the recorded layers in graph (topological) order."""
         return list(self._order)
 
     def group_of(self, producer):
+        """The :class:`ChannelGroup` of the producer named ``producer``."""
         return self.groups[self.producers[producer].group]
 
     def keep_masks(self, pruned_units):
@@ -645,7 +668,7 @@ def build_dependency_graph(model):
     """
     fmodel = _graph_model(model)
     graph = DependencyGraph(model)
-    atoms = graph._atoms
+    atoms = _Atoms()
     model_layer_nodes = {}
     for depth in sorted(fmodel._nodes_by_depth, reverse=True):
         for node in fmodel._nodes_by_depth[depth]:
@@ -657,10 +680,9 @@ def build_dependency_graph(model):
 
     for tensor in fmodel.outputs:
         name = tensor._keras_history.operation.name
-        atoms.fix_all(graph._label(tensor), "output", f"reaches the model output '{name}'")
+        atoms.fix_all(graph.channel_labels(tensor), "output", f"reaches the model output '{name}'")
 
-    graph._roots = atoms.roots()
-    _make_groups(graph)
+    _make_groups(graph, atoms)
     return graph
 
 
@@ -668,21 +690,21 @@ def _visit(graph, atoms, node, n_calls):
     op = node.operation
     name = op.name
     cls = type(op).__name__
-    ins = [graph._label(t) for t in node.input_tensors]
+    ins = [graph.channel_labels(t) for t in node.input_tensors]
     outs_t = node.output_tensors
     carrying = any(len(lab) and lab.any() for lab in ins)
 
     def set_out(labels):
         for t in outs_t:
-            graph._labels[id(t)] = labels
+            graph.set_channel_labels(t, labels)
 
     def block(message, kind="unsupported"):
         for lab in ins:
             atoms.fix_all(lab, kind, message)
-        graph._record(op, "blocked", node)
+        graph.record(op, "blocked", node)
 
     if isinstance(op, keras.layers.InputLayer):
-        graph._record(op, "input", node)
+        graph.record(op, "input", node)
         return
 
     kind = producer_kind(op) if isinstance(op, keras.layers.Layer) else None
@@ -700,7 +722,7 @@ def _visit(graph, atoms, node, n_calls):
             )
             graph.producers[name]._first_atom = int(ids[0])
         set_out(np.tile(ids, 4) if kind == "quaternion" else ids)
-        graph._record(op, "producer", node)
+        graph.record(op, "producer", node)
         if n_calls > 1:
             message = f"layer '{name}' is shared (called {n_calls} times)"
             atoms.fix_all(ids, "shared", message)
@@ -710,8 +732,8 @@ def _visit(graph, atoms, node, n_calls):
     if not carrying:
         # Nothing prunable flows here: pass zeros on, whatever the layer is.
         for t in outs_t:
-            graph._label(t)
-        graph._record(op, "untouched", node)
+            graph.channel_labels(t)
+        graph.record(op, "untouched", node)
         return
 
     if n_calls > 1 and op.weights:
@@ -742,7 +764,7 @@ def _visit(graph, atoms, node, n_calls):
         set_out(result)
     else:
         set_out(ins[0])
-    graph._record(op, role, node)
+    graph.record(op, role, node)
 
 
 def _tie_quaternion(atoms, labels, where):
@@ -870,35 +892,15 @@ def _concat_role(node, axis, unsupported):
     return _merge_role(node, unsupported)
 
 
-def _make_groups(graph):
-    atoms, roots = graph._atoms, graph._roots
-    # Producers connected through a shared atom form one group.
-    parent = {name: name for name in graph.producers}
-
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    members = {}
+def _make_groups(graph, atoms):
+    """Fill ``graph.groups``: producers tied by a shared atom, their units, and their uses."""
+    roots = graph.resolve(atoms)
+    members = {}  # unit root -> [(producer, filter), ...]
     for atom, owner in enumerate(atoms.owner):
-        if owner is None:
-            continue
-        members.setdefault(int(roots[atom]), []).append(owner)
-    for owners in members.values():
-        first = owners[0][0]
-        for prod, _ in owners[1:]:
-            a, b = find(first), find(prod)
-            if a != b:
-                parent[b] = a
-
-    by_root = {}
-    for name in graph.producers:
-        by_root.setdefault(find(name), []).append(name)
-
-    atom_index = {}
-    for index, names in enumerate(by_root.values()):
+        if owner is not None:
+            members.setdefault(int(roots[atom]), []).append(owner)
+    unit_group = {}  # unit root -> group index
+    for index, names in enumerate(_connected_producers(graph, members)):
         unit_roots = []
         for name in names:
             prod = graph.producers[name]
@@ -907,47 +909,80 @@ def _make_groups(graph):
             prod.group = index
             unit_roots.extend(int(r) for r in prod.unit_atoms)
         ordered = sorted(set(unit_roots))
-        units = [members[r] for r in ordered]
         fixed = {i: atoms.fixed[r] for i, r in enumerate(ordered) if r in atoms.fixed}
-        free = [i for i in range(len(ordered)) if i not in fixed]
-        joined = any(len({p for p, _ in members[r]}) > 1 for r in ordered)
-        group = ChannelGroup(index, names, units, free, fixed, [], joined)
-        group._roots = ordered
-        graph.groups.append(group)
-        for r in ordered:
-            atom_index[r] = index
+        graph.groups.append(
+            ChannelGroup(
+                index,
+                names,
+                units=[members[r] for r in ordered],
+                free=[i for i in range(len(ordered)) if i not in fixed],
+                fixed=fixed,
+                uses=[],
+                joined=any(len({p for p, _ in members[r]}) > 1 for r in ordered),
+                unit_roots=ordered,
+            )
+        )
+        unit_group.update(dict.fromkeys(ordered, index))
+    _add_uses(graph, unit_group)
 
-    # Every non-producer layer touching a group's channels.
-    for name in graph._order:
-        for rec in graph._records[name]:
+
+def _connected_producers(graph, members):
+    """Producer names grouped by the atoms they share (union-find over producers)."""
+    parent = {name: name for name in graph.producers}
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for owners in members.values():
+        first = owners[0][0]
+        for prod, _ in owners[1:]:
+            a, b = find(first), find(prod)
+            if a != b:
+                parent[b] = a
+    by_root = {}
+    for name in graph.producers:
+        by_root.setdefault(find(name), []).append(name)
+    return list(by_root.values())
+
+
+def _groups_reached(graph, key, unit_group):
+    """Indices of the groups whose units reach the tensor with ``id`` ``key``."""
+    return sorted({unit_group[r] for r in np.unique(graph.channel_units(key)) if r})
+
+
+def _add_uses(graph, unit_group):
+    """Every non-producer layer touching a group's channels, and the producers consuming them."""
+    for name in graph.layer_names():
+        for rec in graph.records(name):
+            if rec.role == "producer":
+                _add_consumer_use(graph, rec, unit_group)
             if rec.role in ("producer", "input", "untouched"):
-                if rec.role == "producer":
-                    _add_consumer_use(graph, rec, atom_index)
                 continue
             touched = set()
             for key in rec.in_keys:
-                touched |= {atom_index[r] for r in np.unique(roots[graph._labels[key]]) if r}
+                touched.update(_groups_reached(graph, key, unit_group))
+            role = {"quaternion-per-channel": "per-channel", "blocked": "blocks"}.get(
+                rec.role, rec.role
+            )
+            detail = "quaternion units" if rec.role == "quaternion-per-channel" else ""
             for g in sorted(touched):
                 uses = graph.groups[g].uses
                 if not any(u.name == name for u in uses):
-                    role = {"quaternion-per-channel": "per-channel", "blocked": "blocks"}.get(
-                        rec.role, rec.role
-                    )
-                    detail = "quaternion units" if rec.role == "quaternion-per-channel" else ""
                     uses.append(LayerUse(name, type(rec.layer).__name__, role, detail))
 
 
-def _add_consumer_use(graph, rec, atom_index):
-    roots = graph._roots
-    labels = graph._labels[rec.in_keys[0]]
-    touched = {atom_index[r] for r in np.unique(roots[labels]) if r}
+def _add_consumer_use(graph, rec, unit_group):
+    key = rec.in_keys[0]
     layer = rec.layer
     if isinstance(layer, QConv | QDense):
-        c = len(labels) // 4
+        c = len(graph.channel_units(key)) // 4
         detail = f"input quaternion units: unit c <- channels c, {c}+c, {2 * c}+c, {3 * c}+c"
     else:
         detail = "input channels"
-    for g in sorted(touched):
+    for g in _groups_reached(graph, key, unit_group):
         uses = graph.groups[g].uses
         if not any(u.name == layer.name for u in uses):
             uses.append(LayerUse(layer.name, type(layer).__name__, "consumer", detail))

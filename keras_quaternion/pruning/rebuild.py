@@ -71,7 +71,7 @@ def layer_masks(graph, masks):
         >>> y = keras.layers.GlobalAveragePooling2D(name="gap")(QConv2D(2, 3, name="q1")(x))
         >>> model = keras.Model(x, keras.layers.Dense(3, name="head")(y))
         >>> graph = build_dependency_graph(model)
-        >>> unit = graph.groups[0]._roots[1]  # filter 1 of q1
+        >>> unit = graph.groups[0].unit_roots[1]  # filter 1 of q1
         >>> changed = layer_masks(graph, graph.keep_masks([unit]))
         >>> list(changed)
         ['q1', 'gap', 'head']
@@ -163,7 +163,7 @@ def rebuild(model, graph, pruned_units):
     Args:
         model: the original model (the one ``graph`` was built from).
         graph: its :class:`~keras_quaternion.pruning.graph.DependencyGraph`.
-        pruned_units: atom roots to remove (from ``graph.groups[g]._roots``).
+        pruned_units: atom roots to remove (from ``graph.groups[g].unit_roots``).
 
     Returns:
         ``(new_model, changed)`` where ``changed`` maps each layer name whose channels changed
@@ -180,7 +180,7 @@ def rebuild(model, graph, pruned_units):
         >>> y = keras.layers.GlobalAveragePooling2D(name="gap")(QConv2D(2, 3, name="q1")(x))
         >>> model = keras.Model(x, keras.layers.Dense(3, name="head")(y))
         >>> graph = build_dependency_graph(model)
-        >>> unit = graph.groups[0]._roots[1]  # filter 1 of q1
+        >>> unit = graph.groups[0].unit_roots[1]  # filter 1 of q1
         >>> small, changed = rebuild(model, graph, [unit])
         >>> small.get_layer("q1").filters, tuple(small.get_layer("head").kernel.shape)
         (1, (4, 3))

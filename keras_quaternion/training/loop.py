@@ -33,15 +33,15 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from keras_quaternion.files import atomic_save_model, atomic_write
+from keras_quaternion.files import atomic_path, atomic_save_model, atomic_write
 from keras_quaternion.training import metrics as kq_metrics
 from keras_quaternion.training.pipeline import PreparedData
 
@@ -260,7 +260,8 @@ def load_model(path: str | os.PathLike):
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: not a ``.keras`` file, or it cannot be read as a Keras model.
+        ValueError: not a ``.keras`` file (wrong suffix, or a file that is not the zip archive
+            ``model.save()`` writes), or it cannot be read as a Keras model.
 
     Example:
         >>> import keras
@@ -291,10 +292,42 @@ def load_model(path: str | os.PathLike):
             f"Model file '{path}' is not a .keras file (got suffix {path.suffix!r}); save models "
             "with model.save('name.keras')."
         )
+    _check_keras_archive(path)
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as err:
         raise ValueError(f"Could not load '{path}' as a Keras model: {err}") from err
+
+
+def _check_keras_archive(path: Path) -> None:
+    """Raise ``ValueError`` unless ``path`` is a zip archive holding a Keras ``config.json``.
+
+    Keras itself reports such a file as "File not found", although it exists.
+
+    Example:
+        >>> _ = Path("notes.keras").write_text("not a model")
+        >>> _check_keras_archive(Path("notes.keras"))
+        Traceback (most recent call last):
+        ...
+        ValueError: 'notes.keras' is not a Keras model file (a .keras file is a zip archive
+        written by model.save(); this file is not a zip archive). Pass the .keras file ...
+    """
+    problem = ""
+    if not zipfile.is_zipfile(path):
+        problem = "this file is not a zip archive"
+    else:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if "config.json" not in archive.namelist():
+                    problem = "this zip archive has no config.json"
+        except (zipfile.BadZipFile, OSError) as err:  # pragma: no cover - damaged archive
+            problem = f"its zip directory cannot be read ({err})"
+    if problem:
+        raise ValueError(
+            f"'{path}' is not a Keras model file (a .keras file is a zip archive written by "
+            f"model.save(); {problem}). Pass the .keras file that model.save('name.keras') "
+            "wrote, or save the model again."
+        )
 
 
 def predict(model, prepared: PreparedData, split: str, *, batch_size: int = 64, forward=None):
@@ -477,15 +510,8 @@ class _Checkpointer:
     def write(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"ckpt-{state['epoch']:04d}.npz"
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, self.folder / name)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_path(self.folder / name) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
         state = {**state, "file": name, "version": CHECKPOINT_VERSION}
         atomic_write(self.pointer, json.dumps(state, indent=1, default=_json_float))
         for old in self.folder.glob("ckpt-*.npz"):  # keep only the one the pointer names

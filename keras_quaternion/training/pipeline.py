@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from keras_quaternion.features import FeatureConfig
-from keras_quaternion.files import atomic_path, atomic_write
+from keras_quaternion.files import atomic_path, atomic_write, publish
 
 __all__ = [
     "CACHE_ENV",
@@ -73,6 +73,9 @@ DATASET_DEFAULTS: dict[str, tuple[int, float | None]] = {
 #: Longest clip chosen automatically when a dataset has no default clip length (seconds).
 MAX_AUTO_CLIP_SECONDS = 30.0
 
+#: Percentile of the clip durations that is the clip length when a dataset has no default.
+AUTO_CLIP_PERCENTILE = 95
+
 SPLITS = ("train", "validation", "test")
 
 
@@ -104,8 +107,9 @@ def dataset_defaults(name: str) -> tuple[int, float | None]:
     Known datasets use :data:`DATASET_DEFAULTS` (synthetic 16 kHz 1 s, fsdd 8 kHz 1 s,
     speech_commands 16 kHz 1 s, esc50 / gtzan / urbansound8k / ravdess 32 kHz at their native
     clip length 5 / 30 / 4 / 4 s, audioset 32 kHz 10 s). Others (``folder``, ``csv``, registered
-    loaders) default to 16 kHz with ``clip_seconds=None``: :func:`prepare` then uses the longest
-    clip of the dataset (at most 30 s).
+    loaders) default to 16 kHz with ``clip_seconds=None``: :func:`prepare` then uses the 95th
+    percentile of the clip durations (at most 30 s), so that a few long files do not lengthen
+    every clip; it warns naming the longer clips, which are cropped.
 
     Args:
         name: a dataset name.
@@ -588,11 +592,11 @@ def _fingerprint(ds) -> str:
     return h.hexdigest()
 
 
-def _measure_clip_seconds(ds) -> float:
-    """Longest clip of the dataset in seconds (file headers only), capped at 30 s."""
+def _clip_durations(ds) -> list[tuple[float, str]]:
+    """``(seconds, name)`` of every clip whose length the file header (or array) tells."""
     import soundfile as sf
 
-    longest = 0.0
+    out = []
     for split in SPLITS:
         for ex in ds.splits[split]:
             src = ex.source
@@ -609,18 +613,36 @@ def _measure_clip_seconds(ds) -> float:
                     continue
             except Exception:  # unreadable files are reported when decoding
                 continue
-            longest = max(longest, seconds)
-    if longest <= 0:
+            out.append((seconds, ex.name))
+    return out
+
+
+def _measure_clip_seconds(ds) -> float:
+    """Default clip length: the 95th percentile of the clip durations, up to 30 s.
+
+    A percentile, not the longest clip, so that one long file among short ones does not
+    lengthen every clip (and the compute) many times over. ``numpy``'s ``"lower"`` method picks
+    a duration that occurs in the data, rounded up to 0.1 s. Clips longer than the result are
+    cropped; a warning names them, longest first.
+    """
+    durations = _clip_durations(ds)
+    if not durations or max(d for d, _ in durations) <= 0:
         return 1.0
-    if longest > MAX_AUTO_CLIP_SECONDS:
+    typical = float(np.percentile([d for d, _ in durations], AUTO_CLIP_PERCENTILE, method="lower"))
+    clip = min(max(math.ceil(typical * 10 - 1e-9) / 10.0, 0.1), MAX_AUTO_CLIP_SECONDS)
+    longer = sorted(((d, n) for d, n in durations if d > clip + 1e-9), reverse=True)
+    if longer:
+        shown = "; ".join(f"{n} ({d:.1f} s)" for d, n in longer[:10])
+        more = f" and {len(longer) - 10} more" if len(longer) > 10 else ""
         warnings.warn(
-            f"Dataset '{ds.name}': the longest clip is {longest:.1f} s; clips are cropped to "
-            f"{MAX_AUTO_CLIP_SECONDS:g} s. Pass clip_seconds (--clip-seconds) to choose.",
+            f"Dataset '{ds.name}': clips are cropped to {clip:g} s, the "
+            f"{AUTO_CLIP_PERCENTILE}th percentile of the {len(durations)} clip durations (at most "
+            f"{MAX_AUTO_CLIP_SECONDS:g} s); {len(longer)} longer clip(s) are cropped: "
+            f"{shown}{more}. Pass clip_seconds (--clip-seconds) to choose the length.",
             UserWarning,
             stacklevel=3,
         )
-        return MAX_AUTO_CLIP_SECONDS
-    return math.ceil(longest * 10 - 1e-9) / 10.0
+    return clip
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -629,7 +651,11 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def _compute_split(ds, split, config: FeatureConfig, clip_seconds, folder: Path, progress: bool):
-    """Decode + featurize one split in chunks straight into a .npy memmap; returns skipped."""
+    """Decode + featurize one split in chunks straight into a .npy memmap.
+
+    Returns ``(skipped, kept)``: ``[(name, reason), ...]`` of the undecodable examples and the
+    indices into ``ds.splits[split]`` of the others.
+    """
     from tqdm.auto import tqdm
 
     from keras_quaternion.audio import decode_many
@@ -688,14 +714,14 @@ def _compute_split(ds, split, config: FeatureConfig, clip_seconds, folder: Path,
             del full
             os.unlink(tmp)
         else:
-            os.replace(tmp, final)
+            publish(tmp, final)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     labels = ds._stack_labels([examples[i] for i in kept_labels])
     _save_npy(folder / f"{split}_labels.npy", labels)
-    return skipped
+    return skipped, kept_labels
 
 
 def prepare(
@@ -725,7 +751,7 @@ def prepare(
         data_dir: the dataset's folder (not used by ``synthetic``).
         sample_rate: Hz; default per dataset (:func:`dataset_defaults`).
         clip_seconds: every clip is zero-padded / cropped to this length; default per dataset
-            (``None`` defaults: the longest clip, at most 30 s).
+            (``None`` defaults: the 95th percentile of the clip durations, at most 30 s).
         n_mels: mel bands of the default feature configuration (:func:`feature_config_for`).
         seed: passed to the loader's ``seed`` option (validation carve) unless
             ``dataset_options`` sets it.
@@ -743,10 +769,13 @@ def prepare(
             clip too short for the feature window, or a dataset whose train split ends up empty.
         TypeError: ``dataset`` is neither a name nor an ``AudioDataset``, or ``feature_config``
             is not a :class:`~keras_quaternion.features.FeatureConfig`.
-        keras_quaternion.datasets.DatasetLayoutError: missing or wrongly laid out ``data_dir``.
+        keras_quaternion.datasets.DatasetLayoutError: missing or wrongly laid out ``data_dir``,
+            or a class none of whose training files could be decoded.
 
     Warns:
-        UserWarning: once, naming the files that could not be decoded and were skipped.
+        UserWarning: once, naming the files that could not be decoded and were skipped; and,
+            when ``clip_seconds`` defaults to a percentile of the durations, naming the longer
+            clips that are cropped.
 
     Example:
         >>> data = prepare("synthetic", dataset_options={"samples_per_class": 10},
@@ -845,7 +874,9 @@ def prepare(
     started = time.time()
     skipped: dict[str, list[tuple[str, str]]] = {}
     for split in SPLITS:
-        skipped[split] = _compute_split(ds, split, config, clip_seconds, folder, progress)
+        skipped[split], kept = _compute_split(ds, split, config, clip_seconds, folder, progress)
+        if split == "train":  # a class with no decodable example is as bad as an empty folder
+            ds.check_decoded_classes(split, kept, skipped[split])
     all_skipped = [item for split in SPLITS for item in skipped[split]]
     if all_skipped:
         total = sum(len(ds.splits[s]) for s in SPLITS)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_quaternion.files import atomic_write
+
 __all__ = ["plot_confusion_matrix", "plot_training_curves"]
 
 
@@ -36,9 +38,7 @@ def _save(fig, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())
 
 
 def _series(rows: Sequence[dict], key: str) -> tuple[list[float], list[float]]:
