@@ -32,10 +32,14 @@ figures-exact:
 # timings: ratios from one run on this machine
 figures-timed:
 	mkdir -p $(OUT)
-	$(PY) benchmarks/bench_layers.py --repeats 10 --out $(OUT)/bench_layers.md
+	$(PY) benchmarks/bench_layers.py --repeats 10 --sweep 16,32,64,128,256,512,1024 \
+		--out $(OUT)/bench_layers.md
 	$(SPLICE) docs/models.md bench_layers $(OUT)/bench_layers.md
 	$(PY) benchmarks/bench_models.py --repeats 5 --out $(OUT)/bench_models.md
 	$(SPLICE) docs/models.md bench_models $(OUT)/bench_models.md
+	$(PY) benchmarks/bench_models.py --pair qcnn14:cnn14:1 --qconv-algorithm both --repeats 3 \
+		--out $(OUT)/bench_models_fast.md
+	$(SPLICE) docs/models.md bench_models_fast $(OUT)/bench_models_fast.md
 	$(PY) benchmarks/bench_pruning.py --out $(OUT)/bench_pruning.md
 	$(SPLICE) docs/pruning.md bench_pruning $(OUT)/bench_pruning.md
 

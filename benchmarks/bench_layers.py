@@ -1,4 +1,4 @@
-"""QConv2D against Conv2D of the same real widths and a naive 16-convolution Hamilton product.
+"""QConv2D (standard and fast) against Conv2D of the same real widths and a naive Hamilton product.
 
 One run times, on the same random input, the forward pass and the forward + backward pass of:
 
@@ -6,8 +6,20 @@ One run times, on the same random input, the forward pass and the forward + back
 * ``QConv2D``: the library's quaternion convolution with the same real widths (``C_in/4`` to
   ``C_out/4`` quaternion units), i.e. one real convolution with the assembled Hamilton kernel:
   the same MACs as ``Conv2D``, a quarter of the weights;
+* ``QConv2D fast``: ``algorithm="fast"``, 8 real convolutions from ``C_in/4`` to ``C_out/4``
+  channels on sums and differences of the input components (half the MACs);
 * ``naive Hamilton``: the textbook form written here, 16 convolutions of each input component
   with each weight component, summed with the Hamilton signs (checked equal to ``QConv2D``).
+
+``--formulations`` adds the other ways of running the fast algorithm on TensorFlow that were
+tried (written here, checked equal to ``QConv2D``): one grouped convolution (``groups=8``) on
+the 8 stacked input combinations; the 8 convolutions batched over the combination axis with
+``tf.vectorized_map``; and im2col patches with one batched matmul ``(8, N, 9C) @ (8, 9C, F)``.
+The library's ``QConv2D fast`` is the fastest of them: 8 separate convolutions.
+
+``--sweep W1,W2,...`` adds a second table: ``QConv2D`` fast against standard from ``W`` to ``W``
+real channels at CNN14-like sizes (the feature map halves in both axes each time the width
+doubles past 64, as CNN14's blocks do), to show from which width the fast form pays off.
 
 Measurements are interleaved (one repeat of each variant in turn) and the median is reported,
 so a machine whose load changes during the run affects all variants alike.
@@ -15,7 +27,8 @@ so a machine whose load changes during the run affects all variants alike.
 Usage::
 
     python benchmarks/bench_layers.py                   # batch 8, 128x64, 128 -> 256 channels
-    python benchmarks/bench_layers.py --repeats 20 --out table.md
+    python benchmarks/bench_layers.py --c-in 256 --c-out 256 --formulations
+    python benchmarks/bench_layers.py --repeats 10 --sweep 16,32,64,128,256,512 --out table.md
 
 Prints a Markdown table; ``--out FILE`` also writes it to FILE (atomically).
 """
@@ -38,6 +51,7 @@ from tqdm import tqdm  # noqa: E402
 
 from keras_quaternion import QConv2D  # noqa: E402
 from keras_quaternion.files import atomic_write  # noqa: E402
+from keras_quaternion.layers.fast import fast_inputs, fast_kernels, fast_outputs  # noqa: E402
 
 # Hamilton product W ⊗ x: output component -> [(weight component, input component, sign)]
 NAIVE_TERMS = (
@@ -81,11 +95,62 @@ class NaiveQConv2D(keras.layers.Layer):
         return ops.concatenate(outputs, axis=-1)
 
 
-def _layers(c_in, c_out):
-    conv = keras.layers.Conv2D(c_out, 3, padding="same", use_bias=False)
-    qconv = QConv2D(c_out // 4, 3, padding="same", use_bias=False)
-    naive = NaiveQConv2D(c_out // 4, 3)
-    return {"Conv2D": conv, "QConv2D": qconv, "naive Hamilton (16 convs)": naive}
+class FastFormulation(keras.layers.Layer):
+    """The fast algorithm written another way (``kind``: grouped, vmap or im2col), same kernel."""
+
+    def __init__(self, filters, kind, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kind = kind
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            name="kernel", shape=(4, 3, 3, input_shape[-1] // 4, self.filters)
+        )
+
+    def call(self, x):
+        xs, ws = fast_inputs(x), fast_kernels(self.kernel)
+        if self.kind == "grouped":  # one convolution, groups=8 (C_in = 8 * kernel's C)
+            y = ops.conv(ops.concatenate(xs, axis=-1), ops.concatenate(ws, axis=-1), padding="same")
+            return fast_outputs(ops.split(y, 8, axis=-1))
+        if self.kind == "vmap":  # the 8 convolutions batched over the combination axis
+            y = tf.vectorized_map(
+                lambda pair: tf.nn.conv2d(pair[0], pair[1], 1, "SAME"),
+                (tf.stack(xs), tf.stack(ws)),
+            )
+            return fast_outputs(tf.unstack(y))
+        return fast_outputs(tf.unstack(self._im2col(xs, ws)))
+
+    @staticmethod
+    def _im2col(xs, ws):
+        """3x3 patches of the 8 combinations, one batched matmul ``(8, N, 9C) @ (8, 9C, F)``."""
+        b, h, w, c = xs[0].shape
+        stacked = tf.concat(xs, axis=-1)  # (b, h, w, 8C)
+        patches = tf.image.extract_patches(stacked, [1, 3, 3, 1], [1] * 4, [1] * 4, "SAME")
+        patches = tf.reshape(patches, (b * h * w, 9, 8, c))
+        patches = tf.reshape(tf.transpose(patches, (2, 0, 1, 3)), (8, b * h * w, 9 * c))
+        y = tf.matmul(patches, tf.reshape(tf.stack(ws), (8, 9 * c, -1)))
+        return tf.reshape(y, (8, b, h, w, -1))
+
+
+FORMULATIONS = {
+    "fast, grouped conv (groups=8)": "grouped",
+    "fast, vectorized_map over the 8": "vmap",
+    "fast, im2col + batched matmul": "im2col",
+}
+
+
+def _layers(c_in, c_out, formulations=False):
+    layers = {
+        "Conv2D": keras.layers.Conv2D(c_out, 3, padding="same", use_bias=False),
+        "QConv2D": QConv2D(c_out // 4, 3, padding="same", use_bias=False),
+        "QConv2D fast": QConv2D(c_out // 4, 3, padding="same", use_bias=False, algorithm="fast"),
+        "naive Hamilton (16 convs)": NaiveQConv2D(c_out // 4, 3),
+    }
+    if formulations:
+        for name, kind in FORMULATIONS.items():
+            layers[name] = FastFormulation(c_out // 4, kind)
+    return layers
 
 
 def _steps(layer, x):
@@ -109,43 +174,81 @@ def _run_once(fn, x):
     return time.perf_counter() - start
 
 
-def run(batch, height, width, c_in, c_out, repeats, seed=0):
-    """Time every variant; returns rows ``(name, params, forward s, fwd+bwd s)``."""
-    if c_in % 4 or c_out % 4:
-        raise SystemExit(f"channels must be multiples of 4, got {c_in} -> {c_out}")
-    x = tf.constant(
-        np.random.default_rng(seed).normal(size=(batch, height, width, c_in)).astype("float32")
-    )
-    layers = _layers(c_in, c_out)
+def _share_kernel(layers, x):
+    """Give every quaternion variant QConv2D's kernel; return the largest output difference."""
     for layer in layers.values():
         layer(x[:1])
-    qconv = layers["QConv2D"]
-    naive = layers["naive Hamilton (16 convs)"]
-    naive.kernel.assign(qconv.kernel)
-    diff = float(np.max(np.abs(np.asarray(naive(x[:1])) - np.asarray(qconv(x[:1])))))
-    if diff > 1e-3:
-        raise SystemExit(f"naive Hamilton form differs from QConv2D by {diff}")
+    reference = layers["QConv2D"]
+    want = np.asarray(reference(x[:1]))
+    diff = 0.0
+    for name, layer in layers.items():
+        if name in ("Conv2D", "QConv2D"):
+            continue
+        layer.kernel.assign(reference.kernel)
+        diff = max(diff, float(np.max(np.abs(np.asarray(layer(x[:1])) - want))))
+    if diff > 1e-3 * max(1.0, float(np.max(np.abs(want)))):
+        raise SystemExit(f"a Hamilton form differs from QConv2D by {diff}")
+    return diff
+
+
+def _time(layers, x, repeats, desc):
+    """Interleaved medians: ``{name: (forward s, forward+backward s)}``."""
     steps = {name: _steps(layer, x) for name, layer in layers.items()}
     times = {(name, kind): [] for name in layers for kind in (0, 1)}
     for pair in steps.values():  # trace + warm up
         for fn in pair:
             _run_once(fn, x)
             _run_once(fn, x)
-    for _ in tqdm(range(repeats), desc="repeats"):
+    for _ in tqdm(range(repeats), desc=desc):
         for name, pair in steps.items():
             for kind, fn in enumerate(pair):
                 times[(name, kind)].append(_run_once(fn, x))
-    rows = []
-    for name, layer in layers.items():
-        rows.append(
-            (
-                name,
-                layer.count_params(),
-                statistics.median(times[(name, 0)]),
-                statistics.median(times[(name, 1)]),
-            )
-        )
+    return {
+        name: (statistics.median(times[(name, 0)]), statistics.median(times[(name, 1)]))
+        for name in layers
+    }
+
+
+def _input(batch, height, width, channels, seed):
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.normal(size=(batch, height, width, channels)).astype("float32"))
+
+
+def run(batch, height, width, c_in, c_out, repeats, seed=0, formulations=False):
+    """Time every variant; returns rows ``(name, params, forward s, fwd+bwd s)`` and the check."""
+    if c_in % 4 or c_out % 4:
+        raise SystemExit(f"channels must be multiples of 4, got {c_in} -> {c_out}")
+    x = _input(batch, height, width, c_in, seed)
+    layers = _layers(c_in, c_out, formulations)
+    diff = _share_kernel(layers, x)
+    medians = _time(layers, x, repeats, "repeats")
+    rows = [(name, layer.count_params(), *medians[name]) for name, layer in layers.items()]
     return rows, diff
+
+
+def sweep_shape(channels, height, width):
+    """CNN14-like map for a width: full size up to 64 channels, halved per doubling above."""
+    scale = max(1, channels // 64)
+    return max(2, height // scale), max(2, width // scale)
+
+
+def run_sweep(batch, height, width, widths, repeats, seed=0):
+    """Fast against standard QConv2D from ``w`` to ``w`` channels; rows ``(w, h, w', times)``."""
+    rows = []
+    for channels in widths:
+        if channels % 4:
+            raise SystemExit(f"--sweep widths must be multiples of 4, got {channels}")
+        h, w = sweep_shape(channels, height, width)
+        x = _input(batch, h, w, channels, seed)
+        layers = {
+            name: QConv2D(channels // 4, 3, padding="same", use_bias=False, algorithm=name)
+            for name in ("standard", "fast")
+        }
+        layers["QConv2D"] = layers.pop("standard")  # the reference _share_kernel checks against
+        _share_kernel(layers, x)
+        medians = _time(layers, x, repeats, f"{channels} channels")
+        rows.append((channels, h, w, medians["QConv2D"], medians["fast"]))
+    return rows
 
 
 def table(rows, args, diff):
@@ -155,7 +258,7 @@ def table(rows, args, diff):
         f"channels, 3x3 'same', no bias; median of {args.repeats} interleaved repeats; "
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {platform.machine()}, "
         f"{os.cpu_count()} CPU core(s). Speed = Conv2D time / this time (>1 is faster). "
-        f"Naive form == QConv2D to {diff:.1e}.",
+        f"Other Hamilton forms == QConv2D to {diff:.1e}.",
         "",
         "| layer | weights | forward (ms) | speed vs Conv2D | forward+backward (ms) "
         "| speed vs Conv2D |",
@@ -169,6 +272,38 @@ def table(rows, args, diff):
     return "\n".join(lines) + "\n"
 
 
+def sweep_table(rows, args):
+    lines = [
+        f'`QConv2D(algorithm="fast")` against `algorithm="standard"`, W -> W real channels, '
+        f"3x3 'same', batch {args.batch}, CNN14-like maps ({args.height}x{args.width} up to 64 "
+        f"channels, halved in both axes per doubling above); median of {args.repeats} "
+        "interleaved repeats. Speed-up = standard time / fast time (>1: fast is faster).",
+        "",
+        "| real channels W | quaternion units | map | standard fwd (ms) | fast fwd (ms) "
+        "| speed-up | standard fwd+bwd (ms) | fast fwd+bwd (ms) | speed-up |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for channels, h, w, (s_f, s_b), (f_f, f_b) in rows:
+        lines.append(
+            f"| {channels} | {channels // 4} | {h}x{w} | {s_f * 1e3:.1f} | {f_f * 1e3:.1f} "
+            f"| {s_f / f_f:.2f}x | {s_b * 1e3:.1f} | {f_b * 1e3:.1f} | {s_b / f_b:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _widths(text):
+    try:
+        widths = [int(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        widths = []
+    if not widths or any(w < 4 or w % 4 for w in widths):
+        raise argparse.ArgumentTypeError(
+            f"--sweep takes comma-separated real channel counts, multiples of 4 (e.g. "
+            f"16,64,256); got {text!r}"
+        )
+    return widths
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=8)
@@ -177,10 +312,31 @@ def main(argv=None):
     parser.add_argument("--c-in", type=int, default=128, help="real input channels")
     parser.add_argument("--c-out", type=int, default=256, help="real output channels")
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--out", help="also write the table to this file")
+    parser.add_argument(
+        "--formulations",
+        action="store_true",
+        help="also time the other formulations of the fast algorithm (grouped, batched, im2col)",
+    )
+    parser.add_argument(
+        "--sweep",
+        type=_widths,
+        help="W1,W2,...: also compare fast and standard QConv2D from W to W real channels",
+    )
+    parser.add_argument("--out", help="also write the table(s) to this file")
     args = parser.parse_args(argv)
-    rows, diff = run(args.batch, args.height, args.width, args.c_in, args.c_out, args.repeats)
+    rows, diff = run(
+        args.batch,
+        args.height,
+        args.width,
+        args.c_in,
+        args.c_out,
+        args.repeats,
+        formulations=args.formulations,
+    )
     text = table(rows, args, diff)
+    if args.sweep:
+        sweep = run_sweep(args.batch, args.height, args.width, args.sweep, args.repeats)
+        text += "\n" + sweep_table(sweep, args)
     print(text)
     if args.out:
         atomic_write(args.out, text, make_parents=True)

@@ -6,13 +6,18 @@ width 0.25), one run measures on the CPU, at one batch size and clip length:
 * inference: ``model(x, training=False)`` in a ``tf.function``;
 * training step: forward, loss, backward and an Adam update (``model.train_on_batch``);
 
-interleaving the two models of a pair repeat by repeat (so load changes hit both), and prints
-the medians and the ratios quaternion / real (> 1: the quaternion model is slower).
+interleaving the models of a pair repeat by repeat (so load changes hit all), and prints the
+medians and the ratios quaternion / real (> 1: the quaternion model is slower).
+
+``--qconv-algorithm fast`` builds the quaternion models with ``qconv_algorithm="fast"`` (the
+Hamilton product in 8 real products, half the MACs); ``both`` times the standard and the fast
+quaternion model against the same real twin in one interleaved run.
 
 Usage::
 
     python benchmarks/bench_models.py                        # ~3-5 minutes on 2 cores
     python benchmarks/bench_models.py --batch 4 --frames 101 --repeats 3 --out table.md
+    python benchmarks/bench_models.py --pair qcnn14:cnn14:1 --qconv-algorithm both
 
 Prints a Markdown table; ``--out FILE`` also writes it to FILE (atomically).
 """
@@ -39,9 +44,10 @@ from keras_quaternion.files import atomic_write  # noqa: E402
 DEFAULT_PAIRS = (("qcnn14", "cnn14", 1.0), ("qcnn6", "cnn6", 0.25))
 
 
-def _prepare(name, width, batch, frames, n_mels, classes, seed):
+def _prepare(name, width, batch, frames, n_mels, classes, seed, algorithm=None):
     keras.utils.set_random_seed(seed)
-    model = models.build(name, classes=classes, n_mels=n_mels, width=width)
+    options = {"qconv_algorithm": algorithm} if algorithm else {}
+    model = models.build(name, classes=classes, n_mels=n_mels, width=width, **options)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy")
     channels = models.describe(name).input_channels
     rng = np.random.default_rng(seed)
@@ -65,37 +71,43 @@ def _prepare(name, width, batch, frames, n_mels, classes, seed):
     return model, infer_once, train_once
 
 
-def run(pairs, batch, frames, repeats, n_mels=64, classes=527, seed=0):
-    """Returns rows ``(quat, real, width, q stats, r stats)`` with stats dicts."""
+def _variants(quat, real, algorithm):
+    """``[(label, registry name, qconv_algorithm)]``: the real model first."""
+    algorithms = {"standard": [None], "fast": ["fast"], "both": [None, "fast"]}[algorithm]
+    quats = [(quat if a is None else f"{quat} fast", quat, a) for a in algorithms]
+    return [(real, real, None), *quats]
+
+
+def run(pairs, batch, frames, repeats, n_mels=64, classes=527, seed=0, algorithm="standard"):
+    """Returns rows ``(real, width, {label: stats})`` with stats dicts, the real model first."""
     rows = []
     for quat, real, width in pairs:
         entries = {}
-        for name in (quat, real):
+        for label, name, algo in _variants(quat, real, algorithm):
             model, infer_once, train_once = _prepare(
-                name, width, batch, frames, n_mels, classes, seed
+                name, width, batch, frames, n_mels, classes, seed, algo
             )
-            entries[name] = {
+            entries[label] = {
                 "params": count_params(model)[0],
                 "macs": count_macs(model, frames=frames),
-                "infer": infer_once,
-                "train": train_once,
-                "infer_s": [],
-                "train_s": [],
+                "run": (infer_once, train_once),
+                "infer": [],
+                "train": [],
             }
         for _ in tqdm(range(repeats), desc=f"{quat} vs {real}"):
-            for name in (quat, real):
-                entries[name]["infer_s"].append(entries[name]["infer"]())
-                entries[name]["train_s"].append(entries[name]["train"]())
+            for entry in entries.values():
+                entry["infer"].append(entry["run"][0]())
+                entry["train"].append(entry["run"][1]())
         stats = {
-            name: {
+            label: {
                 "params": e["params"],
                 "macs": e["macs"],
-                "infer": statistics.median(e["infer_s"]),
-                "train": statistics.median(e["train_s"]),
+                "infer": statistics.median(e["infer"]),
+                "train": statistics.median(e["train"]),
             }
-            for name, e in entries.items()
+            for label, e in entries.items()
         }
-        rows.append((quat, real, width, stats[quat], stats[real]))
+        rows.append((real, width, stats))
         keras.backend.clear_session()
     return rows
 
@@ -106,18 +118,20 @@ def table(rows, args):
         f"{args.repeats} interleaved repeats; training step = forward + backward + Adam update "
         f"(`train_on_batch`); TensorFlow {tf.__version__}, Keras {keras.__version__}, "
         f"{platform.machine()}, {os.cpu_count()} CPU core(s). Ratio = quaternion / real time "
-        "(< 1.10 meets the issue's target).",
+        "(< 1.10 meets the issue's target for standard layers; `fast` rows: "
+        '`qconv_algorithm="fast"`, target <= 0.71, i.e. 1.4x faster than the real model).',
         "",
         "| model | width | trainable params | MACs / example | inference (ms) | "
         "training step (ms) | inference ratio | training ratio |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for quat, real, width, q, r in rows:
-        for name, s in ((real, r), (quat, q)):
-            ratio_i = f"{q['infer'] / r['infer']:.2f}" if name == quat else ""
-            ratio_t = f"{q['train'] / r['train']:.2f}" if name == quat else ""
+    for real, width, stats in rows:
+        r = stats[real]
+        for label, s in stats.items():
+            ratio_i = f"{s['infer'] / r['infer']:.2f}" if label != real else ""
+            ratio_t = f"{s['train'] / r['train']:.2f}" if label != real else ""
             lines.append(
-                f"| {name} | {width:g} | {s['params']:,} | {s['macs'] / 1e9:.2f} G | "
+                f"| {label} | {width:g} | {s['params']:,} | {s['macs'] / 1e9:.2f} G | "
                 f"{s['infer'] * 1e3:.0f} | {s['train'] * 1e3:.0f} | {ratio_i} | {ratio_t} |"
             )
     return "\n".join(lines) + "\n"
@@ -144,6 +158,12 @@ def main(argv=None):
         action="append",
         help="QUAT:REAL:WIDTH (repeatable); default qcnn14:cnn14:1 and qcnn6:cnn6:0.25",
     )
+    parser.add_argument(
+        "--qconv-algorithm",
+        choices=("standard", "fast", "both"),
+        default="standard",
+        help="algorithm of the quaternion models' QConv2D/QDense layers (both: one row each)",
+    )
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args(argv)
     pairs = args.pair or DEFAULT_PAIRS
@@ -151,7 +171,8 @@ def main(argv=None):
         for name in (quat, real):
             if name not in models.names():
                 parser.error(f"unknown model {name!r}; known: {', '.join(models.names())}")
-    text = table(run(pairs, args.batch, args.frames, args.repeats), args)
+    rows = run(pairs, args.batch, args.frames, args.repeats, algorithm=args.qconv_algorithm)
+    text = table(rows, args)
     print(text)
     if args.out:
         atomic_write(args.out, text, make_parents=True)

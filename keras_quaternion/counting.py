@@ -4,11 +4,14 @@ MACs are counted per example (batch 1) for the layers that multiply by weights:
 
 * ``Conv1D``/``Conv2D``/``Conv3D``: ``prod(output spatial) * prod(kernel) * C_in / groups * C_out``;
 * ``QConv1D``/``QConv2D``: the assembled real convolution, ``prod(out) * prod(kernel) * 4C * 4F``
-  (the same MACs as a real layer of the same real width; only the weights are shared);
+  (the same MACs as a real layer of the same real width; only the weights are shared); half
+  that, ``prod(out) * prod(kernel) * 8 * C * F``, with ``algorithm="fast"`` (8 convolutions
+  from ``C`` to ``F`` channels; its pre- and post-additions count as zero, as bias additions);
 * ``DepthwiseConv1D/2D``: ``prod(out) * prod(kernel) * C_in * depth_multiplier``;
 * ``SeparableConv1D/2D``: the depthwise part plus the pointwise ``prod(out) * C_in * dm * C_out``;
 * ``Conv1DTranspose/2DTranspose``: ``prod(input spatial) * prod(kernel) * C_in * C_out``;
-* ``Dense``/``QDense``: ``prod(leading axes) * inputs * outputs`` (``4C * 4F`` for QDense).
+* ``Dense``/``QDense``: ``prod(leading axes) * inputs * outputs`` (``4C * 4F`` for QDense, half
+  that with ``algorithm="fast"``).
 
 Bias additions, batch normalisation (folded into the preceding layer at export), activations,
 pooling, element-wise merges and weightless layers (e.g. ``QuaternionDeltas``' fixed filter)
@@ -104,13 +107,14 @@ def _layer_macs(layer, in_shapes, out_shapes):
     if not in_shapes or not out_shapes:
         return None
     x_shape, y_shape = in_shapes[0], out_shapes[0]
-    if isinstance(layer, QConv):
+    if isinstance(layer, QConv | QDense):
+        fast = 2 if layer.algorithm == "fast" else 1  # 8 instead of 16 products per quaternion
+        if isinstance(layer, QDense):
+            _check_known(layer, x_shape, "input")
+            return math.prod(x_shape[1:-1]) * int(x_shape[-1]) * int(y_shape[-1]) // fast
         _check_known(layer, y_shape, "output")
-        spatial = math.prod(y_shape[1:-1])
-        return spatial * math.prod(layer.kernel_size) * int(x_shape[-1]) * int(y_shape[-1])
-    if isinstance(layer, QDense):
-        _check_known(layer, x_shape, "input")
-        return math.prod(x_shape[1:-1]) * int(x_shape[-1]) * int(y_shape[-1])
+        spatial = math.prod(y_shape[1:-1]) * math.prod(layer.kernel_size)
+        return spatial * int(x_shape[-1]) * int(y_shape[-1]) // fast
     # Order matters: Separable/Depthwise/Transpose subclass the generic base conv class.
     if isinstance(layer, keras.layers.SeparableConv1D | keras.layers.SeparableConv2D):
         _check_known(layer, y_shape, "output")

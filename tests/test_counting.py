@@ -49,6 +49,9 @@ def test_cnn14_macs_match_panns_figure_for_a_10s_clip():
     # quaternion twin: the same real ops, except the first conv reads 4 channels instead of 1
     first = 1001 * 64 * 9 * 64
     assert count_macs(models.build("qcnn14", classes=527), frames=1001) == macs + 3 * first
+    # fast quaternion layers: 8 instead of 16 real products per quaternion product
+    fast = models.build("qcnn14", classes=527, qconv_algorithm="fast")
+    assert count_macs(fast, frames=1001) == (macs + 3 * first - 2048 * 527) // 2 + 2048 * 527
 
 
 def test_per_layer_rules_against_hand_counts():

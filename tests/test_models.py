@@ -210,6 +210,30 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
         np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
 
 
+@pytest.mark.parametrize("name", ["qcnn6", "qresnet22"])
+def test_qconv_algorithm_switches_every_quaternion_layer(name, tmp_path):
+    kwargs = dict(classes=4, n_mels=32, width=0.0625)
+    standard = models.build(name, **kwargs)
+    fast = models.build(name, qconv_algorithm="fast", **kwargs)
+    quaternion = [la for la in fast.layers if isinstance(la, QConv2D | QDense)]
+    assert quaternion and all(la.algorithm == "fast" for la in quaternion)
+    assert all(
+        la.algorithm == "standard" for la in standard.layers if isinstance(la, QConv2D | QDense)
+    )
+    assert [(w.name, w.shape) for w in fast.weights] == [
+        (w.name, w.shape) for w in standard.weights
+    ]
+    fast.set_weights(standard.get_weights())
+    x = np.random.default_rng(4).normal(size=(2, 40, 32, 4)).astype("float32")
+    want = standard(x, training=False).numpy()
+    np.testing.assert_allclose(fast(x, training=False).numpy(), want, rtol=1e-4, atol=1e-6)
+    path = os.path.join(tmp_path, f"{name}.keras")
+    fast.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert loaded.get_layer("fc1").algorithm == "fast"
+    np.testing.assert_allclose(loaded(x, training=False).numpy(), want, rtol=1e-4, atol=1e-6)
+
+
 def test_a_few_optimizer_steps_lower_the_loss():
     keras.utils.set_random_seed(0)
     model = models.build("qcnn6", classes=3, n_mels=16, width=0.125, dropout=0.0)
@@ -239,6 +263,8 @@ def test_a_few_optimizer_steps_lower_the_loss():
         ({"dropout": 1.0}, "dropout rate 'block' must be in [0, 1)"),
         ({"dropout": {"fc": 0.1}}, "unknown dropout key(s) ['fc']"),
         ({"multi_label": "yes"}, "multi_label must be True or False"),
+        ({"qconv_algorithm": "fast"}, "qconv_algorithm='fast' is not available for cnn14"),
+        ({"name": "qcnn6", "qconv_algorithm": "Fast"}, "allowed: 'standard', 'fast' (or None)"),
     ],
 )
 def test_errors_say_what_is_allowed(kwargs, message):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from test_pruning_oracle import randomise, zeroed_reference
 
-from keras_quaternion import models
+from keras_quaternion import QConv2D, QDense, models
 from keras_quaternion.pruning import METHODS, paper_plan, prune
 
 FRAMES, MELS = 32, 32
@@ -45,6 +45,34 @@ def test_every_registry_model_prunes_exactly(name, tmp_path):
     path = tmp_path / f"{name}.keras"
     pruned.save(path)
     loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        loaded(data, training=False).numpy(), got[1].numpy(), rtol=1e-6, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", ["qcnn6", "qresnet22"])
+def test_fast_models_prune_exactly_and_stay_fast(name, tmp_path):
+    model = tiny(name, qconv_algorithm="fast")
+    pruned, report = prune(model, "operator-norm", 0.5, seed=1)
+    quaternion = [la for la in pruned.layers if isinstance(la, QConv2D | QDense)]
+    assert quaternion and all(la.algorithm == "fast" for la in quaternion)
+    data = np.random.default_rng(0).normal(size=(2, FRAMES, MELS, 4)).astype("float32")
+    got = outputs_of(pruned, ["fc1", "fc_audioset"])(data, training=False)
+    want = outputs_of(zeroed_reference(model, report), ["fc1", "fc_audioset"])(data, training=False)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-5)
+    # the same pruning of the standard model: same kept filters, same weights, same function
+    standard = tiny(name)
+    standard_pruned, standard_report = prune(standard, "operator-norm", 0.5, seed=1)
+    assert [r.kept for r in standard_report.layers_table] == [r.kept for r in report.layers_table]
+    np.testing.assert_allclose(
+        standard_pruned(data, training=False).numpy(), got[1].numpy(), rtol=1e-5, atol=1e-6
+    )
+    assert 0.15 < report.macs_ratio < 0.4
+    path = tmp_path / f"{name}-fast.keras"
+    pruned.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_layer("fc1").algorithm == "fast"
     np.testing.assert_allclose(
         loaded(data, training=False).numpy(), got[1].numpy(), rtol=1e-6, atol=1e-6
     )

@@ -1,10 +1,17 @@
-"""Quaternion convolution and dense layers: one real op with an assembled Hamilton kernel."""
+"""Quaternion convolution and dense layers.
+
+``algorithm="standard"`` runs one real op with the assembled Hamilton kernel
+(:mod:`keras_quaternion.layers.hamilton`); ``algorithm="fast"`` runs 8 real ops from ``C`` to ``F``
+channels (half the multiply-accumulates) on sums and differences of the input components (:mod:`keras_quaternion.layers.fast`).
+Both hold the same ``(4, ..., C, F)`` kernel and compute the same function.
+"""
 
 from __future__ import annotations
 
 import keras
 from keras import ops
 
+from keras_quaternion.layers.fast import check_algorithm, fast_hamilton
 from keras_quaternion.layers.hamilton import (
     assemble_hamilton_kernel,
     check_quaternion_channels,
@@ -41,6 +48,7 @@ class _QuaternionWeightsMixin:
         bias_regularizer,
         kernel_constraint,
         bias_constraint,
+        algorithm,
     ):
         cls = type(self).__name__
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
@@ -57,6 +65,7 @@ class _QuaternionWeightsMixin:
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.algorithm = check_algorithm(cls, algorithm)
 
     def _build_weights(self, spatial, in_units):
         self.kernel = self.add_weight(
@@ -93,6 +102,7 @@ class _QuaternionWeightsMixin:
             "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
             "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
             "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+            "algorithm": self.algorithm,
         }
 
 
@@ -103,15 +113,17 @@ class QConv(_QuaternionWeightsMixin, keras.layers.Layer):
     those of :class:`QConv2D`, with ``rank``-tuples for ``kernel_size``, ``strides`` and
     ``dilation_rate``. The quaternion weights are stored as the component tensor ``kernel`` of
     shape ``(4, *kernel_size, C, filters)``; :meth:`real_kernel` assembles the real kernel
-    ``(*kernel_size, 4C, 4*filters)`` the layer convolves with.
+    ``(*kernel_size, 4C, 4*filters)`` the layer convolves with (``algorithm="standard"``), or
+    that ``algorithm="fast"`` replaces by 8 convolutions from ``C`` to ``filters`` channels.
 
     Shape:
         Input ``(batch, *spatial, 4C)``; output ``(batch, *spatial', 4*filters)``.
 
     Raises:
         ValueError: non-positive ``filters``, bad ``kernel_size``/``strides``/
-            ``dilation_rate``/``padding``, ``strides > 1`` together with ``dilation_rate > 1``,
-            or an input whose channel count is not a positive multiple of 4.
+            ``dilation_rate``/``padding``/``algorithm``, ``strides > 1`` together with
+            ``dilation_rate > 1``, or an input whose channel count is not a positive multiple
+            of 4.
 
     Example:
         >>> import numpy as np
@@ -141,6 +153,7 @@ class QConv(_QuaternionWeightsMixin, keras.layers.Layer):
         bias_regularizer=None,
         kernel_constraint=None,
         bias_constraint=None,
+        algorithm="standard",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -156,6 +169,7 @@ class QConv(_QuaternionWeightsMixin, keras.layers.Layer):
             bias_regularizer,
             kernel_constraint,
             bias_constraint,
+            algorithm,
         )
         self.filters = filters
         self.kernel_size = _as_tuple(kernel_size, self.rank, "kernel_size", cls)
@@ -178,15 +192,21 @@ class QConv(_QuaternionWeightsMixin, keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2, axes={-1: 4 * in_units})
         self.built = True
 
-    def call(self, inputs):
-        outputs = ops.conv(
+    def _conv(self, inputs, kernel):
+        return ops.conv(
             inputs,
-            self.real_kernel(),
+            kernel,
             strides=self.strides,
             padding=self.padding,
             dilation_rate=self.dilation_rate,
             data_format="channels_last",
         )
+
+    def call(self, inputs):
+        if self.algorithm == "fast":
+            outputs = fast_hamilton(inputs, self.kernel, self._conv)
+        else:
+            outputs = self._conv(inputs, self.real_kernel())
         if self.use_bias:
             outputs = ops.add(outputs, self.bias)
         if self.activation is not None:
@@ -248,13 +268,18 @@ class QConv2D(QConv):
         bias_regularizer: Keras regularizer of the bias.
         kernel_constraint: Keras constraint of the component tensor.
         bias_constraint: Keras constraint of the bias.
+        algorithm: ``"standard"`` (the default): one real convolution with the assembled
+            ``4C x 4·filters`` kernel, 16 real products per quaternion product; ``"fast"``: 8
+            real convolutions from ``C`` to ``filters`` channels on sums and differences of the
+            input components (half the multiply-accumulates; faster from about 32 quaternion
+            units, see ``docs/concepts.md``). Same weights, same function.
 
     Shape:
         Input ``(batch, H, W, 4C)``; output ``(batch, H', W', 4*filters)``.
 
     Raises:
-        ValueError: non-positive ``filters``, bad ``kernel_size``/``strides``/``padding``, or an
-            input whose channel count is not a multiple of 4.
+        ValueError: non-positive ``filters``, bad ``kernel_size``/``strides``/``padding``/
+            ``algorithm``, or an input whose channel count is not a multiple of 4.
 
     Example:
         >>> import numpy as np
@@ -262,6 +287,12 @@ class QConv2D(QConv):
         >>> y = layer(np.zeros((2, 16, 16, 4), "float32"))
         >>> tuple(y.shape), layer.count_params()
         ((2, 16, 16, 32), 320)
+        >>> fast = QConv2D(8, 3, padding="same", algorithm="fast")
+        >>> x = np.random.default_rng(0).normal(size=(2, 16, 16, 4)).astype("float32")
+        >>> _ = fast(x)
+        >>> _ = fast.kernel.assign(layer.kernel)
+        >>> bool(np.allclose(fast(x), layer(x), atol=1e-5)), fast.count_params()
+        (True, 320)
     """
 
     rank = 2
@@ -299,12 +330,15 @@ class QDense(_QuaternionWeightsMixin, keras.layers.Layer):
         bias_regularizer: Keras regularizer of the bias.
         kernel_constraint: Keras constraint of the component tensor.
         bias_constraint: Keras constraint of the bias.
+        algorithm: ``"standard"`` (one matmul with the assembled kernel, the default) or
+            ``"fast"`` (8 matmuls from ``C`` to ``units``; see :class:`QConv2D`).
 
     Shape:
         Input ``(..., 4C)``; output ``(..., 4*units)``. ``4·C·units`` weights (+ ``4·units`` bias).
 
     Raises:
-        ValueError: non-positive ``units`` or an input whose last axis is not a multiple of 4.
+        ValueError: non-positive ``units``, bad ``algorithm`` or an input whose last axis is not
+            a multiple of 4.
 
     Example:
         >>> import numpy as np
@@ -324,6 +358,7 @@ class QDense(_QuaternionWeightsMixin, keras.layers.Layer):
         bias_regularizer=None,
         kernel_constraint=None,
         bias_constraint=None,
+        algorithm="standard",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -338,6 +373,7 @@ class QDense(_QuaternionWeightsMixin, keras.layers.Layer):
             bias_regularizer,
             kernel_constraint,
             bias_constraint,
+            algorithm,
         )
         self.units = units
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
@@ -349,7 +385,10 @@ class QDense(_QuaternionWeightsMixin, keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        outputs = ops.matmul(inputs, self.real_kernel())
+        if self.algorithm == "fast":
+            outputs = fast_hamilton(inputs, self.kernel, ops.matmul)
+        else:
+            outputs = ops.matmul(inputs, self.real_kernel())
         if self.use_bias:
             outputs = ops.add(outputs, self.bias)
         if self.activation is not None:

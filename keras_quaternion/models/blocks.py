@@ -16,6 +16,7 @@ import re
 import keras
 
 from keras_quaternion.layers import QBatchNormalization, QConv2D, QDense
+from keras_quaternion.layers.fast import check_algorithm
 
 #: PyTorch's BatchNorm defaults (momentum 0.1 of the new value = Keras momentum 0.9, eps 1e-5),
 #: as used by PANNs' models.
@@ -52,6 +53,8 @@ class LayerKit:
             (``QBatchNormalization(whiten=True)``); the last two need ``quaternion=True``.
         width: multiplier of every channel count, in ``(0, 4]``.
         dropout: ``{"block", "residual", "head"}`` rates (0 omits the layer).
+        algorithm: ``algorithm`` of the quaternion layers, ``"standard"`` or ``"fast"``
+            (ignored by real kits).
 
     Example:
         >>> rates = {"block": 0.2, "residual": 0.1, "head": 0.0}
@@ -63,12 +66,19 @@ class LayerKit:
         ('QConv2D', 4)
         >>> type(kit.norm("bn1")).__name__, kit.dropout_layer("head", "drop") is None
         ('QBatchNormalization', True)
+        >>> fast = LayerKit(True, "real", 1.0, rates, algorithm="fast")
+        >>> fast.conv(64, 3, "c1").algorithm, fast.hidden_dense(64, "fc1").algorithm
+        ('fast', 'fast')
     """
 
     quaternion: bool
     bn: str
     width: float
     dropout: dict
+    algorithm: str = "standard"
+
+    def __post_init__(self):
+        check_algorithm("LayerKit", self.algorithm)
 
     def channels(self, base):
         """Real channel count for a PANNs width ``base``, scaled by ``width``.
@@ -83,7 +93,14 @@ class LayerKit:
     def conv(self, channels, kernel_size, name):
         """A bias-free, "same"-padded convolution with ``channels`` real outputs."""
         if self.quaternion:
-            return QConv2D(channels // 4, kernel_size, padding="same", use_bias=False, name=name)
+            return QConv2D(
+                channels // 4,
+                kernel_size,
+                padding="same",
+                use_bias=False,
+                algorithm=self.algorithm,
+                name=name,
+            )
         return keras.layers.Conv2D(channels, kernel_size, padding="same", use_bias=False, name=name)
 
     def norm(self, name, zero_gamma=False):
@@ -107,7 +124,7 @@ class LayerKit:
     def hidden_dense(self, units, name):
         """``fc1``: ReLU dense layer with ``units`` real outputs (QDense for quaternion kits)."""
         if self.quaternion:
-            return QDense(units // 4, activation="relu", name=name)
+            return QDense(units // 4, activation="relu", algorithm=self.algorithm, name=name)
         return keras.layers.Dense(units, activation="relu", name=name)
 
     def dropout_layer(self, kind, name):

@@ -7,6 +7,7 @@ import numbers
 
 import keras
 
+from keras_quaternion.layers.fast import ALGORITHMS
 from keras_quaternion.models import panns
 from keras_quaternion.models.blocks import BN_MODES, LayerKit, zero_residual_gammas
 
@@ -157,6 +158,19 @@ def _resolve_dropout(dropout):
     return rates
 
 
+def _resolve_algorithm(algorithm, spec):
+    allowed = ALGORITHMS if spec.quaternion else ("standard",)
+    if algorithm is None:
+        return "standard"
+    if not isinstance(algorithm, str) or algorithm not in allowed:
+        raise ValueError(
+            f"build(): qconv_algorithm={algorithm!r} is not available for {spec.name}; allowed: "
+            f"{', '.join(repr(a) for a in allowed)} (or None)."
+            + ("" if spec.quaternion else " The fast Hamilton product needs a q* model.")
+        )
+    return algorithm
+
+
 def build(
     name,
     *,
@@ -168,6 +182,7 @@ def build(
     bn=None,
     dropout=None,
     model_name=None,
+    qconv_algorithm=None,
 ):
     """Build a registry model: a functional Keras model from features to class probabilities.
 
@@ -197,6 +212,10 @@ def build(
             blocks, 0.5 before ``fc1``), one float for all, or a dict overriding some of the keys
             ``"block"``, ``"residual"``, ``"head"``. A rate of 0 omits those Dropout layers.
         model_name: the Keras model's name (default: ``name``).
+        qconv_algorithm: ``algorithm`` of every ``QConv2D`` and ``QDense`` of a quaternion model:
+            None or ``"standard"`` (one real op with the assembled Hamilton kernel) or
+            ``"fast"`` (8 real ops on sums and differences, half the multiply-accumulates; same
+            weights, same function). Real models accept only None or ``"standard"``.
 
     Returns:
         A ``keras.Model`` taking ``(batch, frames, n_mels, C)`` (``C = describe(name).
@@ -205,7 +224,7 @@ def build(
     Raises:
         ValueError: unknown ``name`` (lists the known ones), ``classes < 2``, ``n_mels`` or
             ``frames`` too small for the pooling depth, ``width`` outside ``(0, 4]``, a ``bn``
-            mode not allowed for the model, bad dropout rates.
+            mode or ``qconv_algorithm`` not allowed for the model, bad dropout rates.
 
     Example:
         >>> model = build("qcnn6", classes=10, n_mels=32, width=0.125)
@@ -213,6 +232,9 @@ def build(
         ((None, None, 32, 4), (None, 10))
         >>> model.get_layer("conv_block1_conv1").filters  # quaternion filters: 8 real channels
         2
+        >>> fast = build("qcnn6", classes=10, n_mels=32, width=0.125, qconv_algorithm="fast")
+        >>> fast.get_layer("conv_block1_conv1").algorithm, fast.count_params() == model.count_params()
+        ('fast', True)
     """
     spec = describe(name)
     classes = _check_int(classes, "classes", 2, "a classifier needs at least two classes")
@@ -246,10 +268,17 @@ def build(
             + ("" if spec.quaternion else " Quaternion normalisation needs a q* model.")
         )
     rates = _resolve_dropout(dropout)
+    algorithm = _resolve_algorithm(qconv_algorithm, spec)
     if model_name is not None and not isinstance(model_name, str):
         raise ValueError(f"build(): model_name must be a str or None, got {model_name!r}.")
 
-    kit = LayerKit(quaternion=spec.quaternion, bn=bn, width=float(width), dropout=rates)
+    kit = LayerKit(
+        quaternion=spec.quaternion,
+        bn=bn,
+        width=float(width),
+        dropout=rates,
+        algorithm=algorithm,
+    )
     inputs = keras.Input((frames, n_mels, spec.input_channels), name="features")
     builder = panns.build_cnn if spec.family in panns.CNN_CHANNELS else panns.build_resnet
     outputs = builder(
