@@ -238,3 +238,20 @@ def test_every_registry_model_exports_and_verifies(name):
         except ExportError as err:  # pragma: no cover - the message is the diagnosis
             pytest.fail(f"{name} bn={bn}: {err}")
         verify_tflite(fb, calib)
+
+
+def test_compact_export_of_a_trained_model(trained, prepared, tmp_path):
+    """Every quaternion layer of a trained registry model becomes compact and is checked bit for
+    bit against both runtimes; accuracy and MACs equal the expanded export's."""
+    expanded = export_model(trained, tmp_path / "e", prepared=prepared, latency_runs=3,
+                            progress=False)  # fmt: skip
+    compact = export_model(trained, tmp_path / "c", prepared=prepared, latency_runs=3,
+                           progress=False, quaternion="compact")  # fmt: skip
+    layers = compact["export"]["quaternion_layers"]
+    assert layers and all(x["compact"] for x in layers)
+    assert len(compact["verification"]["quaternion_layers"]) == len(layers)
+    assert all(c["samples"] == len(prepared.labels["test"]) for c in
+               compact["verification"]["quaternion_layers"])  # fmt: skip
+    assert compact["accuracy"]["tflite_int8"] == expanded["accuracy"]["tflite_int8"]
+    assert compact["export"]["macs"] == expanded["export"]["macs"]
+    assert compact["export"]["flatbuffer_bytes"] < expanded["export"]["flatbuffer_bytes"]
