@@ -56,6 +56,10 @@ AMIN = 1e-10
 _FEATURES_VERSION = 1
 
 _MEL_NORMS = (None, "slaney")
+_MEL_SCALES = ("htk", "slaney")
+#: fields added after cache keys were first published, with the default that leaves keys as
+#: they were (see FeatureConfig.cache_key)
+_LATER_FIELDS = {"mel_scale": "htk"}
 
 
 def _is_int(value) -> bool:
@@ -91,7 +95,10 @@ class FeatureConfig:
         mel_norm: ``None`` (plain triangles with peak 1, the default) or ``"slaney"`` (each
             triangle divided by its width in Hz / 2, constant energy per band). Unlike PANNs,
             whose filterbank has Slaney area normalisation (and the Slaney mel scale), the
-            default has none; the mel scale is always HTK's.
+            default has none.
+        mel_scale: ``"htk"`` (``2595 log10(1 + f / 700)``, the default) or ``"slaney"``
+            (linear below 1 kHz, logarithmic above: librosa's default and PANNs').
+            :meth:`panns` gives PANNs' exact front end.
 
     Raises:
         ValueError: a field outside its allowed range; the message names the field, the value
@@ -115,6 +122,23 @@ class FeatureConfig:
     fmax: float = 14000.0
     delta_width: int = 9
     mel_norm: str | None = None
+    mel_scale: str = "htk"
+
+    @classmethod
+    def panns(cls) -> FeatureConfig:
+        """The features PANNs' AudioSet models were trained on.
+
+        32 kHz, 1024-point periodic-Hann window, hop 320, 64 mel bands from 50 to 14,000 Hz on
+        the Slaney mel scale with Slaney area normalisation, ``10 log10(max(power, 1e-10))``
+        (``ref=1``, no ``top_db``): the log-mel of PANNs' ``Cnn14`` & co., so that a converted
+        checkpoint (:func:`keras_quaternion.models.from_panns`) sees its training input.
+
+        Example:
+            >>> cfg = FeatureConfig.panns()
+            >>> cfg.mel_scale, cfg.mel_norm, cfg.num_frames(32000)
+            ('slaney', 'slaney', 101)
+        """
+        return cls(mel_norm="slaney", mel_scale="slaney")
 
     def __post_init__(self):
         for name, minimum in (("sample_rate", 1), ("n_fft", 2), ("hop_length", 1), ("n_mels", 1)):
@@ -161,6 +185,10 @@ class FeatureConfig:
             raise ValueError(
                 f"FeatureConfig.mel_norm must be one of {_MEL_NORMS}, got {self.mel_norm!r}."
             )
+        if self.mel_scale not in _MEL_SCALES:
+            raise ValueError(
+                f"FeatureConfig.mel_scale must be one of {_MEL_SCALES}, got {self.mel_scale!r}."
+            )
 
     # --- serialisation -------------------------------------------------------------------------
 
@@ -192,9 +220,16 @@ class FeatureConfig:
 
         Equal configs give equal keys in every process and on every machine (the hash is SHA-256
         of sorted JSON, not Python's salted ``hash``). Used to name on-disk feature caches.
+        Fields added after the first release (``mel_scale``) enter the hash only when they
+        differ from their default, so that configs that existed before keep their keys and
+        their caches.
         """
+        fields = self.to_dict()
+        for name, default in _LATER_FIELDS.items():
+            if fields[name] == default:
+                del fields[name]
         payload = json.dumps(
-            {"features_version": _FEATURES_VERSION, **self.to_dict()},
+            {"features_version": _FEATURES_VERSION, **fields},
             sort_keys=True,
             separators=(",", ":"),
         )
@@ -243,16 +278,41 @@ def _mel_to_hz_htk(mel):
     return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
 
 
+_SLANEY_BREAK_HZ = 1000.0
+_SLANEY_LOG_STEP = math.log(6.4) / 27.0  # log-spaced part: 27 mels per factor 6.4
+_SLANEY_HZ_PER_MEL = 200.0 / 3.0  # linear part
+
+
+def _hz_to_mel_slaney(hz):
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / _SLANEY_HZ_PER_MEL
+    brk = _SLANEY_BREAK_HZ / _SLANEY_HZ_PER_MEL
+    logs = brk + np.log(np.maximum(hz, _SLANEY_BREAK_HZ) / _SLANEY_BREAK_HZ) / _SLANEY_LOG_STEP
+    return np.where(hz >= _SLANEY_BREAK_HZ, logs, linear)
+
+
+def _mel_to_hz_slaney(mel):
+    mel = np.asarray(mel, dtype=np.float64)
+    brk = _SLANEY_BREAK_HZ / _SLANEY_HZ_PER_MEL
+    logs = _SLANEY_BREAK_HZ * np.exp(_SLANEY_LOG_STEP * (mel - brk))
+    return np.where(mel >= brk, logs, _SLANEY_HZ_PER_MEL * mel)
+
+
+_MEL_SCALE_FUNCTIONS = {
+    "htk": (_hz_to_mel_htk, _mel_to_hz_htk),
+    "slaney": (_hz_to_mel_slaney, _mel_to_hz_slaney),
+}
+
+
 @functools.lru_cache(maxsize=32)
 def _mel_filterbank_cached(
-    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float, mel_norm
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float, mel_norm, mel_scale
 ) -> np.ndarray:
     bin_hz = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)  # [n_bins]
-    # n_mels + 2 points equally spaced in HTK mel: band m rises from edges[m] to a peak at
+    # n_mels + 2 points equally spaced on the mel scale: band m rises from edges[m] to a peak at
     # edges[m + 1] and falls to zero at edges[m + 2].
-    edges = _mel_to_hz_htk(
-        np.linspace(_hz_to_mel_htk(fmin), _hz_to_mel_htk(fmax), n_mels + 2, dtype=np.float64)
-    )
+    to_mel, to_hz = _MEL_SCALE_FUNCTIONS[mel_scale]
+    edges = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2, dtype=np.float64))
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (bin_hz[None, :] - lo) / (mid - lo)
     falling = (hi - bin_hz[None, :]) / (hi - mid)
@@ -274,15 +334,17 @@ def _mel_filterbank_cached(
 
 
 def mel_filterbank(config: FeatureConfig | None = None) -> np.ndarray:
-    """Triangular HTK-mel filterbank as a ``[n_fft // 2 + 1, n_mels]`` float64 matrix.
+    """Triangular mel filterbank as a ``[n_fft // 2 + 1, n_mels]`` float64 matrix.
 
-    ``n_mels + 2`` edge frequencies are equally spaced on the HTK mel scale
-    ``mel(f) = 2595 log10(1 + f / 700)`` between ``fmin`` and ``fmax``; band ``m`` is the triangle
+    ``n_mels + 2`` edge frequencies are equally spaced on the mel scale (HTK's
+    ``mel(f) = 2595 log10(1 + f / 700)`` by default; Slaney's with ``mel_scale="slaney"``)
+    between ``fmin`` and ``fmax``; band ``m`` is the triangle
     rising from edge ``m`` to 1 at edge ``m + 1`` and back to 0 at edge ``m + 2``, sampled at the
     FFT bin frequencies ``k * sample_rate / n_fft``. With ``mel_norm="slaney"`` each triangle is
     scaled by ``2 / (edge[m + 2] - edge[m])``. Equals
     ``librosa.filters.mel(sr=..., n_fft=..., n_mels=..., fmin=..., fmax=..., htk=True,
-    norm=None).T`` (``norm="slaney"`` for ``mel_norm="slaney"``).
+    norm=None).T`` (``norm="slaney"`` for ``mel_norm="slaney"``, ``htk=False`` for
+    ``mel_scale="slaney"``).
 
     Args:
         config: the :class:`FeatureConfig` (default ``FeatureConfig()``).
@@ -305,7 +367,13 @@ def mel_filterbank(config: FeatureConfig | None = None) -> np.ndarray:
     if not isinstance(config, FeatureConfig):
         raise TypeError(f"config must be a FeatureConfig, got {type(config).__name__}.")
     return _mel_filterbank_cached(
-        config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax, config.mel_norm
+        config.sample_rate,
+        config.n_fft,
+        config.n_mels,
+        config.fmin,
+        config.fmax,
+        config.mel_norm,
+        config.mel_scale,
     ).copy()
 
 

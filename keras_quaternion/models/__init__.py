@@ -8,6 +8,7 @@
 See :func:`build`, :func:`names`, :func:`describe` and ``docs/models.md``.
 """
 
+from keras_quaternion.models.panns_weights import from_panns  # noqa: E402
 from keras_quaternion.models.registry import (
     DEFAULT_DROPOUT,
     SPECS,
@@ -16,5 +17,15 @@ from keras_quaternion.models.registry import (
     describe,
     names,
 )
+from keras_quaternion.models.torch_checkpoint import CheckpointError  # noqa: E402
 
-__all__ = ["DEFAULT_DROPOUT", "SPECS", "ModelSpec", "build", "describe", "names"]
+__all__ = [
+    "DEFAULT_DROPOUT",
+    "SPECS",
+    "CheckpointError",
+    "ModelSpec",
+    "build",
+    "describe",
+    "from_panns",
+    "names",
+]

@@ -92,7 +92,7 @@ def fsdd_config() -> FeatureConfig:
 #: Named configs selectable with ``--preset``.
 PRESETS = {
     "fsdd": fsdd_config,
-    "panns": FeatureConfig,
+    "panns": FeatureConfig.panns,
 }
 
 
@@ -275,7 +275,7 @@ def render_header(config: FeatureConfig) -> str:
     )
     w(
         f" *       --n-mels {config.n_mels} --fmin {config.fmin:g} --fmax {config.fmax:g} "
-        f"--delta-width {width} --mel-norm {mel_norm}"
+        f"--delta-width {width} --mel-norm {mel_norm} --mel-scale {config.mel_scale}"
     )
     w(" *")
     w(f" * FeatureConfig: {cfg_json}")
@@ -422,6 +422,8 @@ def _config_from_args(args) -> FeatureConfig:
     }
     if args.mel_norm is not None:
         overrides["mel_norm"] = None if args.mel_norm == "none" else args.mel_norm
+    if args.mel_scale is not None:
+        overrides["mel_scale"] = args.mel_scale
     fields = base.to_dict()
     fields.update({k: v for k, v in overrides.items() if v is not None})
     try:
@@ -454,6 +456,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fmax", type=float)
     parser.add_argument("--delta-width", type=int)
     parser.add_argument("--mel-norm", choices=["none", "slaney"])
+    parser.add_argument("--mel-scale", choices=["htk", "slaney"])
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"output (default {DEFAULT_OUT})")
     parser.add_argument("--print-sizes", action="store_true", help="print table sizes in bytes")
     args = parser.parse_args(argv)

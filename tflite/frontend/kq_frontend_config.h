@@ -2,9 +2,9 @@
  *
  * Regenerate (from the repository root):
  *   python tflite/frontend/gen_config.py --sample-rate 8000 --n-fft 256 --hop-length 80 \
- *       --n-mels 64 --fmin 50 --fmax 4000 --delta-width 9 --mel-norm none
+ *       --n-mels 64 --fmin 50 --fmax 4000 --delta-width 9 --mel-norm none --mel-scale htk
  *
- * FeatureConfig: {"delta_width": 9, "fmax": 4000.0, "fmin": 50.0, "hop_length": 80, "mel_norm": null, "n_fft": 256, "n_mels": 64, "sample_rate": 8000}
+ * FeatureConfig: {"delta_width": 9, "fmax": 4000.0, "fmin": 50.0, "hop_length": 80, "mel_norm": null, "mel_scale": "htk", "n_fft": 256, "n_mels": 64, "sample_rate": 8000}
  * Constant tables: 4392 bytes.
  */
 #ifndef KQ_FRONTEND_CONFIG_H
