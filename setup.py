@@ -38,13 +38,18 @@ setup(
     packages=find_packages(include=["keras_quaternion", "keras_quaternion.*"]),
     include_package_data=True,
     cmdclass={"build_py": BuildWithCSources},
+    # exactly what the package imports at run time (tests/test_dependencies.py checks it both
+    # ways); why tensorflow-model-optimization and tensorflow-io are not here:
+    # docs/dependencies.md
     install_requires=[
         "tensorflow>=2.21,<2.22; platform_machine!='x86_64'",
         "tensorflow-cpu>=2.21,<2.22; platform_machine=='x86_64'",
         "keras>=3.12,<4",
         "numpy>=1.26,<3",
         "soundfile>=0.12,<1",
-        "librosa>=0.10,<0.12",
+        "soxr>=0.3,<2",
+        "audioread>=3.0,<4",
+        "flatbuffers>=24.3.25",
         "click>=8.1,<9",
         "tqdm>=4.60,<5",
         "matplotlib>=3.7,<4",
@@ -53,6 +58,7 @@ setup(
     extras_require={
         "export": ["ai-edge-litert>=2.0,<3", "tflite-micro"],
         "dev": [
+            "librosa>=0.10,<0.12",  # the tests' reference for features and deltas
             "pytest>=8,<10",
             "pytest-xdist>=3.5,<4",
             "hypothesis>=6.100,<7",

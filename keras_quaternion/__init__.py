@@ -7,27 +7,48 @@ and deploy (int8 TFLite Micro) compact audio classifiers.
 __version__ = "0.1.0"
 
 import os as _os
-import sys as _sys
 
-# The kq-* commands import this package before their own code runs; quiet TensorFlow's C++
-# start-up notes for them (an explicit TF_CPP_MIN_LOG_LEVEL still wins). Library users keep
-# TensorFlow's defaults.
-if _os.path.basename(_sys.argv[0] if _sys.argv else "").startswith("kq"):
+from keras_quaternion._startup import COMMAND as _COMMAND
+from keras_quaternion._startup import lazy_attributes as _lazy_attributes
+
+if _COMMAND:
+    # a kq-* command: quiet TensorFlow's C++ start-up notes (an explicit TF_CPP_MIN_LOG_LEVEL
+    # still wins) and load the members below on first use, so that --help and --version do not
+    # import TensorFlow. Library users keep TensorFlow's defaults and the eager imports (which
+    # register the custom layers with Keras).
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from keras_quaternion import models  # noqa: E402
-from keras_quaternion.counting import count_macs, count_params  # noqa: E402
-from keras_quaternion.distill import Distiller  # noqa: E402
-from keras_quaternion.features import FeatureConfig, quaternion_features  # noqa: E402
-from keras_quaternion.layers import (  # noqa: E402
-    QBatchNormalization,
-    QConv1D,
-    QConv2D,
-    QDense,
-    QuaternionDeltas,
-    QuaternionInitializer,
-)
-from keras_quaternion.pruning import prune  # noqa: E402
+    __getattr__ = _lazy_attributes(
+        __name__,
+        {
+            "keras_quaternion.models": ("models",),
+            "keras_quaternion.counting": ("count_macs", "count_params"),
+            "keras_quaternion.distill": ("Distiller",),
+            "keras_quaternion.features": ("FeatureConfig", "quaternion_features"),
+            "keras_quaternion.layers": (
+                "QBatchNormalization",
+                "QConv1D",
+                "QConv2D",
+                "QDense",
+                "QuaternionDeltas",
+                "QuaternionInitializer",
+            ),
+            "keras_quaternion.pruning": ("prune",),
+        },
+    )
+else:
+    from keras_quaternion import models
+    from keras_quaternion.counting import count_macs, count_params
+    from keras_quaternion.distill import Distiller
+    from keras_quaternion.features import FeatureConfig, quaternion_features
+    from keras_quaternion.layers import (
+        QBatchNormalization,
+        QConv1D,
+        QConv2D,
+        QDense,
+        QuaternionDeltas,
+        QuaternionInitializer,
+    )
+    from keras_quaternion.pruning import prune
 
 __all__ = [
     "Distiller",

@@ -2,8 +2,10 @@
 ``kq-distill``, ``kq-export``.
 
 Each command lives with its concept (``training``, ``compress_cli``, ``export``); this module only
-wires them together, importing each command's module only when that command runs. (The package's
-``__init__`` quiets TensorFlow's C++ start-up log for these commands.)
+wires them together, importing each command's module only when that command runs. In these
+processes the package loads lazily (:mod:`keras_quaternion._startup`): ``--help`` and
+``--version`` answer without importing TensorFlow, and TensorFlow's C++ start-up notes are kept
+out of the output once a command does import it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import importlib
 
 import click
+
+from keras_quaternion import __version__
+from keras_quaternion._startup import quiet_tensorflow
 
 #: command name -> (module, attribute) of its click command
 COMMANDS = {
@@ -32,7 +37,10 @@ _HELP = {
 
 def _load(name):
     module, attr = COMMANDS[name]
-    return getattr(importlib.import_module(module), attr)
+    command = getattr(importlib.import_module(module), attr)
+    if not any(param.name == "version" for param in command.params):
+        click.version_option(__version__, prog_name=f"kq-{name}")(command)
+    return command
 
 
 class _LazyGroup(click.Group):
@@ -44,6 +52,10 @@ class _LazyGroup(click.Group):
             return None
         return _load(cmd_name)
 
+    def main(self, *args, **kwargs):
+        quiet_tensorflow()
+        return super().main(*args, **kwargs)
+
     def format_commands(self, ctx, formatter):
         rows = [(name, _HELP[name]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
@@ -51,13 +63,14 @@ class _LazyGroup(click.Group):
 
 
 @click.group(cls=_LazyGroup)
-@click.version_option(package_name="keras-quaternion")
+@click.version_option(__version__, prog_name="kq")
 def main():
     """keras-quaternion: build, train, compress and deploy quaternion audio classifiers."""
 
 
 def _standalone(name):
     def run():
+        quiet_tensorflow()
         return _load(name)(prog_name=f"kq-{name}")
 
     run.__name__ = f"{name}_main"
@@ -70,3 +83,7 @@ eval_main = _standalone("eval")
 prune_main = _standalone("prune")
 distill_main = _standalone("distill")
 export_main = _standalone("export")
+
+
+if __name__ == "__main__":  # python -m keras_quaternion.cli ...
+    main(prog_name="kq")

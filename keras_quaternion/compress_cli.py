@@ -20,6 +20,7 @@ import click
 
 from keras_quaternion.files import atomic_save_model
 from keras_quaternion.training.cli import (
+    claim_out,
     dataset_cli_options,
     prepare_for_saved_model,
     run_info,
@@ -369,6 +370,7 @@ def prune_command(
             "folder.",
             param_hint="--out",
         )
+    claim_out(out_dir, strategy)
     model = _load(model_path, "MODEL")
     prepared = None
     if finetune_epochs:
@@ -499,6 +501,7 @@ def distill_command(
 ):
     """Train the registry model --student from scratch with knowledge distillation from
     --teacher; writes kq-train's outputs (model.keras, metrics.json, ...) to --out."""
+    claim_out(out_dir, strategy)
     from keras_quaternion import models
 
     if student not in models.names():

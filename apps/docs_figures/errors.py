@@ -68,6 +68,8 @@ AREAS = {
     "cli": "The `kq` command group (`keras_quaternion.cli`)",
     # helpers shared by all areas
     "files": "Writing files (`keras_quaternion.files`)",
+    "outdir": "Output folders of the commands (`keras_quaternion.outdir`: `--out`, `--cache-dir`)",
+    "_startup": "Start-up of the commands (`keras_quaternion._startup`)",
 }
 
 #: click exceptions whose names do not end in Error/Exception

@@ -21,31 +21,66 @@ Example:
     1.0
 """
 
-from keras_quaternion.export.fold import deploy_model, fold_plan
-from keras_quaternion.export.micro import (
-    ArenaMeasurement,
-    MicroArtifacts,
-    measure_arena,
-    write_micro_artifacts,
-)
-from keras_quaternion.export.pipeline import export_model
-from keras_quaternion.export.tflite import (
-    ExportError,
-    check_tflite,
-    inspect_tflite,
-    to_tflite,
-)
-from keras_quaternion.export.tflm_ops import TFLM_BUILTIN_OPS
-from keras_quaternion.export.verify import (
-    VerificationError,
-    VerificationResult,
-    evaluate_tflite,
-    litert_latency,
-    predict_tflite,
-    run_litert,
-    run_tflm,
-    verify_tflite,
-)
+from keras_quaternion._startup import COMMAND as _COMMAND
+from keras_quaternion._startup import lazy_attributes as _lazy_attributes
+
+if _COMMAND:  # a kq-* command: load on first use (--help must not import TensorFlow)
+    __getattr__ = _lazy_attributes(
+        __name__,
+        {
+            "keras_quaternion.export.fold": ("deploy_model", "fold_plan"),
+            "keras_quaternion.export.micro": (
+                "ArenaMeasurement",
+                "MicroArtifacts",
+                "measure_arena",
+                "write_micro_artifacts",
+            ),
+            "keras_quaternion.export.pipeline": ("export_model",),
+            "keras_quaternion.export.tflite": (
+                "ExportError",
+                "check_tflite",
+                "inspect_tflite",
+                "to_tflite",
+            ),
+            "keras_quaternion.export.tflm_ops": ("TFLM_BUILTIN_OPS",),
+            "keras_quaternion.export.verify": (
+                "VerificationError",
+                "VerificationResult",
+                "evaluate_tflite",
+                "litert_latency",
+                "predict_tflite",
+                "run_litert",
+                "run_tflm",
+                "verify_tflite",
+            ),
+        },
+    )
+else:
+    from keras_quaternion.export.fold import deploy_model, fold_plan
+    from keras_quaternion.export.micro import (
+        ArenaMeasurement,
+        MicroArtifacts,
+        measure_arena,
+        write_micro_artifacts,
+    )
+    from keras_quaternion.export.pipeline import export_model
+    from keras_quaternion.export.tflite import (
+        ExportError,
+        check_tflite,
+        inspect_tflite,
+        to_tflite,
+    )
+    from keras_quaternion.export.tflm_ops import TFLM_BUILTIN_OPS
+    from keras_quaternion.export.verify import (
+        VerificationError,
+        VerificationResult,
+        evaluate_tflite,
+        litert_latency,
+        predict_tflite,
+        run_litert,
+        run_tflm,
+        verify_tflite,
+    )
 
 __all__ = [
     "TFLM_BUILTIN_OPS",

@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 
 from keras_quaternion.export.strategies import STRATEGY_NAMES
-from keras_quaternion.training.cli import dataset_cli_options, prepare_for_saved_model
+from keras_quaternion.training.cli import claim_out, dataset_cli_options, prepare_for_saved_model
 
 
 def _fmt(value):
@@ -143,6 +143,7 @@ def export_command(
         micro_symbols(name)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--name") from None
+    claim_out(out_dir)
     from keras_quaternion.training.loop import load_model
 
     def load():

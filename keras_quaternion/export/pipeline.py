@@ -13,7 +13,12 @@ Steps 1-3 follow the export strategy named by ``quaternion=``
 is verified and how its arena is measured.
 4. score float Keras, float TFLite and int8 TFLite on the test split with the training metrics;
 5. time one inference on LiteRT (float and int8) on this CPU;
-6. write ``export_report.json`` atomically.
+6. write ``export_report.json``.
+
+Everything is written into a sibling staging folder that then replaces ``out_dir``'s previous
+export in one step (:func:`keras_quaternion.files.staged_folder`): a reader, or a run killed at
+any moment, finds the previous complete set or the new one, never a ``.tflite`` without its
+verification report or one export's flatbuffer next to another's report.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import datetime
 import json
 import os
 import platform
+from pathlib import Path
 
 import numpy as np
 
@@ -31,9 +37,39 @@ from keras_quaternion.export.micro import ARENA_MARGIN, write_micro_artifacts
 from keras_quaternion.export.tflite import _strategy_for, convert_model, inspect_tflite, to_tflite
 from keras_quaternion.export.tflite import calibration_samples as _samples
 from keras_quaternion.export.verify import evaluate_tflite, litert_latency
-from keras_quaternion.files import atomic_write
+from keras_quaternion.files import atomic_write, staged_folder
 
 REPORT_NAME = "export_report.json"
+
+
+#: the flatbuffer names an export writes (``--float``: the second)
+TFLITE_NAMES = ("model_int8.tflite", "model_float.tflite")
+
+
+def previous_export_files(out_dir) -> set[str]:
+    """The files of the export already in ``out_dir``, which a new export replaces as a set.
+
+    The report, the flatbuffer and micro files its ``export_report.json`` lists, and both
+    flatbuffer names (an export that was killed before writing its report left one unverified).
+    Other files in ``out_dir`` are kept.
+
+    Args:
+        out_dir: the export folder (it need not exist).
+
+    Returns:
+        A set of file names.
+
+    Example:
+        >>> sorted(previous_export_files("no-export-here"))
+        ['export_report.json', 'model_float.tflite', 'model_int8.tflite']
+    """
+    names = {REPORT_NAME, *TFLITE_NAMES}
+    try:
+        old = json.loads((Path(out_dir) / REPORT_NAME).read_text(encoding="utf-8"))
+        listed = [old["export"]["tflite"], *((old.get("micro") or {}).get("files") or ())]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return names
+    return names | {os.path.basename(str(name)) for name in listed}
 
 
 def _versions():
@@ -262,7 +298,9 @@ def export_model(
 
     Args:
         model: a trained functional/Sequential Keras model with one fixed-shape input.
-        out_dir: output folder (created).
+        out_dir: output folder (created). A previous export there (the files
+            :func:`previous_export_files` names) is replaced as a whole, at the end; other
+            files in it are kept.
         prepared: :class:`keras_quaternion.training.PreparedData`; its train split calibrates
             int8, its ``split`` is scored and its first ``verify_samples`` examples verify.
             Optional when ``representative_data`` is given (then nothing is scored).
@@ -301,38 +339,39 @@ def export_model(
         raise ValueError(f"calibration_samples must be >= 1, got {calibration_samples}.")
     strategy = _strategy_for(quaternion, int8)
     _check_inputs(model, prepared)
-    os.makedirs(out_dir, exist_ok=True)
+    # built in a sibling folder, then swapped in whole: never a .tflite without its report,
+    # never a mix of this export's files and an earlier one's
+    with staged_folder(out_dir, replaces=previous_export_files(out_dir)) as stage:
+        calib = None
+        if int8:
+            calib = _calibration(model, prepared, representative_data, calibration_samples, seed)
+            calib = np.concatenate(_samples(calib, calibration_samples))
+        shape = _input_shape(model, prepared, calib, representative_data)
+        float_fb, conversion = _convert(model, int8, calib, calibration_samples, shape, quaternion)
+        filename = TFLITE_NAMES[0] if int8 else TFLITE_NAMES[1]
+        atomic_write(os.path.join(stage, filename), conversion.flatbuffer)
 
-    calib = None
-    if int8:
-        calib = _calibration(model, prepared, representative_data, calibration_samples, seed)
-        calib = np.concatenate(_samples(calib, calibration_samples))
-    shape = _input_shape(model, prepared, calib, representative_data)
-    float_fb, conversion = _convert(model, int8, calib, calibration_samples, shape, quaternion)
-    filename = "model_int8.tflite" if int8 else "model_float.tflite"
-    atomic_write(os.path.join(out_dir, filename), conversion.flatbuffer)
+        verify_x = _verification_inputs(
+            model, prepared, split, calib, representative_data, shape, verify_samples, seed
+        )
+        verification = strategy.verify(conversion, verify_x, strict=strict)
+        arena = strategy.measure_arena(conversion, margin=margin)
 
-    verify_x = _verification_inputs(
-        model, prepared, split, calib, representative_data, shape, verify_samples, seed
-    )
-    verification = strategy.verify(conversion, verify_x, strict=strict)
-    arena = strategy.measure_arena(conversion, margin=margin)
+        micro_files = None
+        if micro:
+            art = write_micro_artifacts(conversion.flatbuffer, stage, name, arena=arena)
+            micro_files = {"files": list(art.files), "symbols": art.symbols}
 
-    micro_files = None
-    if micro:
-        art = write_micro_artifacts(conversion.flatbuffer, out_dir, name, arena=arena)
-        micro_files = {"files": list(art.files), "symbols": art.symbols}
-
-    report = {
-        "model": _model_section(model, shape),
-        "export": _export_section(conversion, float_fb, int8, filename, calib),
-        "arena": dataclasses.asdict(arena),
-        "memory": {"flash_bytes": len(conversion.flatbuffer), "ram_bytes": arena.recommended},
-        "verification": dataclasses.asdict(verification),
-        "accuracy": _accuracy(model, prepared, split, float_fb, conversion, int8, progress),
-        "latency": _latency(float_fb, conversion, int8, latency_runs),
-        "micro": micro_files,
-        "environment": _environment(),
-    }
-    atomic_write(os.path.join(out_dir, REPORT_NAME), json.dumps(report, indent=2) + "\n")
+        report = {
+            "model": _model_section(model, shape),
+            "export": _export_section(conversion, float_fb, int8, filename, calib),
+            "arena": dataclasses.asdict(arena),
+            "memory": {"flash_bytes": len(conversion.flatbuffer), "ram_bytes": arena.recommended},
+            "verification": dataclasses.asdict(verification),
+            "accuracy": _accuracy(model, prepared, split, float_fb, conversion, int8, progress),
+            "latency": _latency(float_fb, conversion, int8, latency_runs),
+            "micro": micro_files,
+            "environment": _environment(),
+        }
+        atomic_write(os.path.join(stage, REPORT_NAME), json.dumps(report, indent=2) + "\n")
     return report

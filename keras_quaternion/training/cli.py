@@ -18,9 +18,11 @@ __all__ = [
     "DEFAULT_DROPOUT",
     "DEFAULT_MODEL",
     "DEFAULT_WIDTH",
+    "claim_out",
     "eval_command",
     "parse_options",
     "train_command",
+    "writes_files",
 ]
 
 #: The model ``kq-train`` trains when ``--model`` is not given, its width and dropout rate
@@ -234,6 +236,7 @@ def prepare_dataset(
         Cannot prepare dataset 'synthetic': Dataset 'synthetic': unknown option(s) ['bogus']; ...
     """
     from keras_quaternion.datasets import DatasetLayoutError
+    from keras_quaternion.outdir import NotWritableError
     from keras_quaternion.training.pipeline import prepare
 
     try:
@@ -249,10 +252,84 @@ def prepare_dataset(
             feature_config=feature_config,
             progress=progress,
         )
-    except DatasetLayoutError as err:
+    except (DatasetLayoutError, NotWritableError) as err:
         raise click.ClickException(str(err)) from None
     except (ValueError, TypeError) as err:
         raise click.ClickException(f"Cannot prepare dataset '{dataset}': {err}") from None
+
+
+def writes_files(strategy: str = "default", tf_config: str | None = None) -> bool:
+    """Whether this process writes the command's files: all but non-chief multi-worker tasks.
+
+    Read from ``TF_CONFIG`` without TensorFlow, as
+    :func:`keras_quaternion.training.is_chief` decides once the strategy exists.
+
+    Args:
+        strategy: the ``--strategy`` value.
+        tf_config: the ``TF_CONFIG`` JSON (default: the environment variable).
+
+    Example:
+        >>> config = '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}'
+        >>> writes_files("multiworker", config), writes_files("default", config)
+        (False, True)
+    """
+    if strategy != "multiworker":
+        return True
+    try:
+        config = json.loads(tf_config if tf_config is not None else os.environ["TF_CONFIG"])
+        task, cluster = config.get("task") or {}, config.get("cluster") or {}
+        kind, index = task.get("type"), int(task.get("index") or 0)
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return True  # make_strategy reports the bad TF_CONFIG
+    return kind in (None, "chief") or (kind == "worker" and index == 0 and "chief" not in cluster)
+
+
+def claim_out(out_dir: Path, strategy: str = "default") -> Path:
+    """Hold ``--out`` for the running command until it ends, after checking it can be written.
+
+    What every command that writes to ``--out`` does before any slow work (see
+    :func:`keras_quaternion.outdir.claim`): a folder that cannot be written, or one that
+    another ``kq-*`` process is writing, is a one-line error (exit status 1); the lock of a
+    process that was killed is taken over (with a note on stderr), and the temporary files
+    and staging folders such runs left are removed. Non-chief multi-worker tasks, which write
+    nothing, claim nothing.
+
+    Args:
+        out_dir: the ``--out`` folder (created).
+        strategy: the ``--strategy`` value, if the command has one.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        click.ClickException: not writable, or held by another process.
+
+    Example:
+        >>> @click.command()
+        ... @click.option("--out", type=Path)
+        ... def fit(out):
+        ...     claim_out(out)
+        ...     claim_out(out)  # as if a second command wanted it
+        >>> from click.testing import CliRunner
+        >>> print(CliRunner().invoke(fit, ["--out", "run"]).output[:40])
+        Error: --out 'run' is in use by fit (pid
+    """
+    from keras_quaternion.outdir import FolderBusyError, NotWritableError, claim, describe_holder
+
+    if not writes_files(strategy):
+        return out_dir
+    ctx = click.get_current_context()
+    try:
+        held = ctx.with_resource(claim(out_dir, ctx.command_path, "--out"))
+    except (NotWritableError, FolderBusyError) as err:
+        raise click.ClickException(str(err)) from None
+    if held.previous.get("pid"):
+        click.echo(
+            f"Note: {describe_holder(held.previous)} ended without releasing --out "
+            f"'{out_dir}'; took it over and removed what it left unfinished.",
+            err=True,
+        )
+    return out_dir
 
 
 def dataset_cli_options(func):
@@ -443,6 +520,7 @@ def train_command(
             click.echo(f"{name:16s} {datasets.spec(name).description}")
         return
     check_dataset_name(dataset)
+    out_dir = claim_out(out_dir or Path("runs") / f"{dataset}-{model or DEFAULT_MODEL}", strategy)
     from keras_quaternion import models
 
     if model is None:
@@ -467,7 +545,6 @@ def train_command(
                 f"'{teacher}' is not a .keras model file.", param_hint="--teacher"
             )
     dataset_options = parse_options(options, fold, split_protocol)
-    out_dir = out_dir or Path("runs") / f"{dataset}-{model}"
 
     from keras_quaternion.training.loop import is_chief, make_strategy, train
 

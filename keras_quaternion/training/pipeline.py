@@ -18,7 +18,10 @@ Cache layout (``cache_dir`` defaults to ``$KQ_CACHE_DIR`` or ``~/.cache/keras_qu
 
 Every file is written to a temporary name in the same folder and moved into place with
 ``os.replace``, so an interrupted run never leaves a half-written cache behind, and concurrent
-processes (e.g. the workers of a multi-worker job on one machine) can share a cache folder.
+processes (e.g. the workers of a multi-worker job on one machine) can share a cache folder. The
+temporary files of a killed run are removed by the next run that uses the same cache folder
+(:func:`keras_quaternion.files.sweep_temp_files`), and a cache folder that cannot be written is
+reported before any audio is decoded.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping
@@ -38,7 +40,13 @@ from typing import Any
 import numpy as np
 
 from keras_quaternion.features import FeatureConfig
-from keras_quaternion.files import atomic_path, atomic_write, publish
+from keras_quaternion.files import (
+    atomic_path,
+    atomic_write,
+    publish,
+    sweep_temp_files,
+    temporary_file,
+)
 
 __all__ = [
     "CACHE_ENV",
@@ -55,6 +63,9 @@ CACHE_ENV = "KQ_CACHE_DIR"
 
 #: Bump when the cache's content or layout changes for the same inputs.
 PIPELINE_VERSION = 1
+#: seconds a temporary file in the cache must be left unmodified before a sweep removes it
+#: (besides its lock being free): the cache is shared by concurrent processes
+CONCURRENT_TEMP_AGE = 2.0
 
 #: Default ``(sample_rate, clip_seconds)`` per dataset; ``None`` clip = measured from the data.
 DATASET_DEFAULTS: dict[str, tuple[int, float | None]] = {
@@ -669,11 +680,9 @@ def _compute_split(ds, split, config: FeatureConfig, clip_seconds, folder: Path,
     shape = (frames, config.n_mels, 4)
     chunk = max(1, min(256, int(128e6 // (samples * 4 * 6))))
     final = folder / f"{split}_features.npy"
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
     skipped: list[tuple[str, str]] = []
     kept_labels: list[int] = []
-    try:
+    with temporary_file(final) as tmp:  # locked: a concurrent sweep leaves it alone
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *shape))
         row = 0
         bar = tqdm(
@@ -712,13 +721,8 @@ def _compute_split(ds, split, config: FeatureConfig, clip_seconds, folder: Path,
             full = np.load(tmp, mmap_mode="r")
             _save_npy(final, np.asarray(full[:row]))
             del full
-            os.unlink(tmp)
         else:
             publish(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     labels = ds._stack_labels([examples[i] for i in kept_labels])
     _save_npy(folder / f"{split}_labels.npy", labels)
     return skipped, kept_labels
@@ -771,6 +775,8 @@ def prepare(
             is not a :class:`~keras_quaternion.features.FeatureConfig`.
         keras_quaternion.datasets.DatasetLayoutError: missing or wrongly laid out ``data_dir``,
             or a class none of whose training files could be decoded.
+        keras_quaternion.outdir.NotWritableError: the features must be computed and the cache
+            folder cannot be created or written (raised before any audio is decoded).
 
     Warns:
         UserWarning: once, naming the files that could not be decoded and were skipped; and,
@@ -870,7 +876,7 @@ def prepare(
 
     if not ds.splits["train"]:
         raise ValueError(f"Dataset '{name}': the train split is empty; nothing to train on.")
-    folder.mkdir(parents=True, exist_ok=True)
+    _make_cache_folder(folder)
     started = time.time()
     skipped: dict[str, list[tuple[str, str]]] = {}
     for split in SPLITS:
@@ -903,10 +909,27 @@ def prepare(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     atomic_write(folder / "manifest.json", json.dumps(manifest, indent=1))
+    sweep_temp_files(folder, min_age=CONCURRENT_TEMP_AGE)
     loaded = _load_cache(folder)
     if loaded is None:  # pragma: no cover - we just wrote it
         raise RuntimeError(f"The feature cache in {folder} could not be read back.")
     return loaded
+
+
+def _make_cache_folder(folder: Path) -> None:
+    """Create the cache folder before featurising anything, or say in one line why not; clear
+    the temporary files that killed runs left in it."""
+    from keras_quaternion.outdir import NotWritableError, check_writable
+
+    hint = f"pass another cache_dir (kq-*: --cache-dir) or set ${CACHE_ENV}"
+    check_writable(folder, "The feature cache folder", hint)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NotWritableError(
+            f"The feature cache folder '{folder}' cannot be created ({err.strerror}); {hint}."
+        ) from None
+    sweep_temp_files(folder, min_age=CONCURRENT_TEMP_AGE)
 
 
 def _load_cache(folder: Path) -> PreparedData | None:

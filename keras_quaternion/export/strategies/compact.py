@@ -39,7 +39,6 @@ import numpy as np
 from keras_quaternion.export import flatbuffer as fbs
 from keras_quaternion.export.quaternion_kernel import CONV_OP, FC_OP, QuantizedLayer
 from keras_quaternion.export.strategies.base import ExportStrategy
-from keras_quaternion.layers.hamilton import HAMILTON_BLOCKS
 
 #: builtin operator -> (custom operator, kind in the options)
 COMPACT_OPS = {"CONV_2D": (CONV_OP, "conv"), "FULLY_CONNECTED": (FC_OP, "fc")}
@@ -60,6 +59,8 @@ def expand_kernel(compact):
         >>> expand_kernel(np.array([1, 2, 3, 4], np.int8).reshape(4, 1, 1, 1))[:, 0, 0, :].tolist()
         [[1, -2, -3, -4], [2, 1, -4, 3], [3, 4, 1, -2], [4, -3, 2, 1]]
     """
+    from keras_quaternion.layers.hamilton import HAMILTON_BLOCKS  # (imports Keras)
+
     compact = np.asarray(compact)
     units, spatial, c = compact.shape[0] // 4, compact.shape[1:-1], compact.shape[-1]
     blocks = compact.reshape(4, units, *spatial, c)
@@ -76,6 +77,8 @@ MAX_CORRECTIONS = 1 / 256
 
 def _copies(e):
     """The four copies of every component: ``(4 copies, 4 components, F, ..., C)``."""
+    from keras_quaternion.layers.hamilton import HAMILTON_BLOCKS  # (imports Keras)
+
     units, c = e.shape[0] // 4, e.shape[-1] // 4
     blocks = e.reshape(4, units, *e.shape[1:-1], 4, c)  # (b, F, ..., a, C)
     copies = np.empty((4, 4, units, *e.shape[1:-1], c), dtype=np.int16)
