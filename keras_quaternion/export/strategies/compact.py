@@ -116,7 +116,7 @@ def compact_kernel(expanded, max_fraction=MAX_CORRECTIONS):
         >>> e[5, 0, 0, 1] += 1  # one copy of one weight rounded the other way
         >>> compact, corrections, _ = compact_kernel(e)
         >>> corrections.tolist()
-        [[13, 1]]
+        [[21, 1]]
     """
     e = np.asarray(expanded)
     if e.shape[0] % 4 or e.shape[-1] % 4:
