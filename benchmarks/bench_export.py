@@ -6,23 +6,27 @@
    LiteRT and TFLite Micro, arena measured on TFLite Micro, LiteRT latency on this CPU).
 3. Prune it at p = 0.5 (:func:`keras_quaternion.pruning.prune`, operator-norm, all
    convolutions), fine-tune, export again.
-4. For reference, convert the real CNN6 with the same real widths (untrained: size only).
-5. Export strategies (``--quaternion``): export the trained model again as ``compact`` (each
-   quaternion layer one int8 custom operator holding a quarter of the weights), check it on the
-   whole test split, and compare flatbuffer, arena, deployed MACs and TFLite Micro latency with
-   ``expanded``; convert the full-size QCNN14 (random weights, 527 classes) both ways for sizes.
-   TFLite Micro latencies and the compact arena need a TFLite Micro checkout (``KQ_TFLM_ROOT``,
+4. Train the real CNN6 with the same real widths (same epochs) and export it: the real twin.
+5. Export strategies (``--quaternion``): export the trained QCNN6 again as ``compact`` (each
+   quaternion layer one int8 custom operator holding a quarter of the weights, checked on the
+   whole test split) and as ``fast`` (each quaternion layer 8 real products between additions,
+   builtin operators only; also with the products as one grouped ``CONV_2D``), and compare
+   flatbuffer, arena, deployed MACs, LiteRT and TFLite Micro latency (all models on the same
+   inputs, in this one run) and float / int8 accuracy with ``expanded`` and the real CNN6;
+   convert the full-size QCNN14 (random weights, 527 classes) each way for sizes. TFLite Micro
+   latencies and the compact arena need a TFLite Micro checkout (``KQ_TFLM_ROOT``,
    docs/deploy.md); without one those cells say so.
 
 Targets checked: int8 accuracy within 1 point of float; int8 flatbuffer about 1/4 of float; int8
 LiteRT latency below float; the pruned model fits a microcontroller with 256 KB of RAM (tensor
 arena) and 1 MB of flash (flatbuffer); compact flatbuffer at most 0.35x the expanded one, its
 arena at most 1.1x, identical int8 predictions on the test split, TFLite Micro latency at most
-1.3x the expanded model's.
+1.3x the expanded model's; fast flatbuffer and deployed MACs at most 0.55x the expanded ones,
+its int8 accuracy within 1 point of float (its arena growth is reported).
 
 Usage::
 
-    python benchmarks/bench_export.py --out docs/_bench_export.md   # ~15 min on 2 cores
+    python benchmarks/bench_export.py --out docs/_bench_export.md   # ~10 min on 2 cores
     python benchmarks/bench_export.py --quick                        # smoke run, ~2 min
 
 The FSDD recordings are read from ``../shared/data/fsdd`` relative to the repository root
@@ -46,7 +50,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from keras_quaternion import models  # noqa: E402
-from keras_quaternion.export import export_model, inspect_tflite, to_tflite  # noqa: E402
+from keras_quaternion.export import export_model  # noqa: E402
+from keras_quaternion.export.strategies import FastStrategy  # noqa: E402
 from keras_quaternion.files import atomic_write  # noqa: E402
 from keras_quaternion.pruning import prune  # noqa: E402
 from keras_quaternion.training import prepare  # noqa: E402
@@ -120,19 +125,20 @@ def run(args):
         pruned, work / "export_pruned", prepared=prepared, micro=True, progress=False
     )
 
-    # the real CNN6 with the same real channel widths: int8 size only (untrained)
-    twin = models.build(
-        args.model.lstrip("q"),
-        classes=prepared.num_classes,
-        n_mels=args.n_mels,
-        frames=prepared.frames,
-        width=args.width,
-    )
-    calib = np.random.default_rng(0).normal(size=(16, *twin.input_shape[1:])).astype("float32")
-    twin_int8 = inspect_tflite(to_tflite(twin, representative_data=calib))
+    real_report = _real_twin(args, prepared, work)
+    strategies = compare_strategies(args, model, prepared, work, report, real_report)
+    return prepared, report, pruned_report, prune_report, real_report, strategies
 
-    strategies = compare_strategies(args, model, prepared, work, report)
-    return prepared, report, pruned_report, prune_report, twin_int8, strategies
+
+def _real_twin(args, prepared, work):
+    """Train the real CNN with the quaternion model's real widths and export it (expanded)."""
+    from keras_quaternion.training.loop import load_model
+
+    name = args.model[1:] if args.model.startswith("q") else args.model
+    run = train(name, prepared, out_dir=work / "train_real", epochs=args.epochs,
+                width=args.width, lr=args.lr, seed=args.seed, verbose=2)  # fmt: skip
+    real = load_model(Path(run["out_dir"]) / "model.keras")
+    return export_model(real, work / "export_real", prepared=prepared, micro=True, progress=False)
 
 
 def _compact_identity(prepared, expanded_fb, compact_fb, runner):
@@ -155,106 +161,206 @@ def _qcnn14_sizes(frames):
 
     model = models.build("qcnn14", classes=527, n_mels=64, frames=frames)
     calib = np.random.default_rng(0).normal(size=(8, *model.input_shape[1:])).astype("float32")
-    conversion = convert_model(model, representative_data=calib, quaternion="compact", verify=False)
+    compact = convert_model(model, representative_data=calib, quaternion="compact", verify=False)
+    fast = convert_model(model, representative_data=calib, quaternion="fast", verify=False)
     return {
         "parameters": int(model.count_params()),
-        "expanded": len(conversion.expanded_flatbuffer),
-        "compact": len(conversion.flatbuffer),
-        "kept": [x.layer for x in conversion.layers if not x.compact],
+        "expanded": len(compact.expanded_flatbuffer),
+        "compact": len(compact.flatbuffer),
+        "fast": len(fast.flatbuffer),
+        "kept": [x.layer for x in compact.layers if not x.compact],
     }
 
 
-def compare_strategies(args, model, prepared, work, expanded_report):
-    """Export ``model`` as compact; sizes, arena, MACs, latency and identity against expanded."""
+#: the exports compared with ``expanded``: (label, strategy)
+VARIANTS = (("compact", "compact"), ("fast", "fast"), ("fast, grouped", FastStrategy(grouped=True)))
+
+
+def _test_inputs(prepared, flatbuffer, n=32):
+    """The first ``n`` test examples, quantised for ``flatbuffer``'s input (1 or 4 channels)."""
+    from keras_quaternion.export.verify import io_spec, prepare_inputs
+
+    spec = io_spec(flatbuffer)
+    x = prepared.arrays("test", channels=int(spec.input_shape[-1]))[0][:n]
+    return prepare_inputs(spec, x)
+
+
+def _latencies(flatbuffers, prepared, runner, rounds=5):
+    """Per model: TFLite Micro (checkout build, reference kernels) and LiteRT int8 latency.
+
+    The models take turns in every round, so the load of the machine falls on all of them
+    alike; each figure is the median over the rounds (seconds). LiteRT cannot run the compact
+    custom operators (``None``).
+    """
+    from keras_quaternion.export.strategies.compact import is_compact
+    from keras_quaternion.export.verify import litert_latency
+
+    times = {name: {"tflm": [], "litert": [], "litert_builtin": []} for name in flatbuffers}
+    for _ in range(rounds):
+        for name, fb in flatbuffers.items():
+            if runner is not None:
+                x = _test_inputs(prepared, fb)
+                times[name]["tflm"].append(runner.latency(fb, x, rounds=1))
+            if not is_compact(fb):
+                times[name]["litert"].append(litert_latency(fb, runs=50))
+                times[name]["litert_builtin"].append(litert_latency(fb, runs=50, xnnpack=False))
+    return {
+        name: {k: float(np.median(v)) if v else None for k, v in kinds.items()}
+        for name, kinds in times.items()
+    }
+
+
+def compare_strategies(args, model, prepared, work, expanded_report, real_report):
+    """Export ``model`` with every strategy; sizes, arena, MACs, latency, accuracy, identity."""
     from keras_quaternion.export.tflm_runner import tflm_runner
 
-    compact_report = export_model(
-        model, work / "export_compact", prepared=prepared, micro=True, progress=False,
-        quaternion="compact", verify_samples=128,
-    )  # fmt: skip
-    expanded_fb = (work / "export" / "model_int8.tflite").read_bytes()
-    compact_fb = (work / "export_compact" / "model_int8.tflite").read_bytes()
+    reports, folders = {"expanded": expanded_report}, {"expanded": work / "export"}
+    for label, strategy in VARIANTS:
+        folders[label] = work / f"export_{label.replace(', ', '_')}"
+        reports[label] = export_model(
+            model, folders[label], prepared=prepared, micro=True, progress=False,
+            quaternion=strategy, verify_samples=128,
+        )  # fmt: skip
+    real = args.model[1:] if args.model.startswith("q") else args.model
+    reports[real], folders[real] = real_report, work / "export_real"
+    flatbuffers = {k: (f / "model_int8.tflite").read_bytes() for k, f in folders.items()}
     runner = tflm_runner()
-    latency = None
-    if runner is not None:
-        from keras_quaternion.export.verify import io_spec, prepare_inputs
-
-        x = prepare_inputs(io_spec(expanded_fb), prepared.arrays("test", channels=4)[0][:32])
-        latency = {
-            "expanded": runner.latency(expanded_fb, x),
-            "compact": runner.latency(compact_fb, x),
-        }
-    identical = _compact_identity(prepared, expanded_fb, compact_fb, runner)
-    qcnn14 = None if args.quick else _qcnn14_sizes(prepared.frames)
+    identical = _compact_identity(prepared, flatbuffers["expanded"], flatbuffers["compact"], runner)
     return {
-        "expanded": expanded_report,
-        "compact": compact_report,
-        "tflm_latency": latency,
+        "reports": reports,
+        "model": args.model,
+        "real": real,
+        "latency": _latencies(flatbuffers, prepared, runner, rounds=3 if args.quick else 5),
+        "tflm": runner is not None,
+        "flatbuffers": flatbuffers,
         "identical": identical,
-        "qcnn14": qcnn14,
+        "qcnn14": None if args.quick else _qcnn14_sizes(prepared.frames),
     }
+
+
+def _times(ms, ref):
+    return f"{1e3 * ms:.3f} ms ({ms / ref:.2f}x)" if ms and ref else "n/a"
 
 
 def _strategy_rows(st):
-    rows = []
-    lat = st["tflm_latency"]
-    for name in ("expanded", "compact"):
-        rep = st[name]
-        exp, arena = rep["export"], rep["arena"]
-        tflm = f"{1e3 * lat[name]:.3f} ms" if lat else "needs KQ_TFLM_ROOT"
+    rows, reps, lat = [], st["reports"], st["latency"]
+    ref, ref_lat = reps["expanded"], lat["expanded"]
+    for name, rep in reps.items():
+        exp, arena, acc = rep["export"], rep["arena"], rep["accuracy"]
+        label = f"{st['real']} (real), expanded" if name == st["real"] else f"{st['model']}, {name}"
+        tflm = _times(lat[name]["tflm"], ref_lat["tflm"]) if st["tflm"] else "needs KQ_TFLM_ROOT"
+        litert = (f"{_times(lat[name]['litert'], ref_lat['litert'])} / "
+                  f"{_times(lat[name]['litert_builtin'], ref_lat['litert_builtin'])}")  # fmt: skip
+        if lat[name]["litert"] is None:
+            litert = "n/a (custom operators)"
         rows.append(
-            f"| {name} | {_kb(exp['flatbuffer_bytes'])} | {_kb(exp['weight_bytes'])} | "
-            f"{_kb(arena['minimal'])} ({arena['measured_on']}) | {exp['macs']:,} | {tflm} | "
-            f"{_pct(rep['accuracy']['tflite_int8'])} |"
+            f"| {label} | {_kb(exp['flatbuffer_bytes'])} "
+            f"({exp['flatbuffer_bytes'] / ref['export']['flatbuffer_bytes']:.2f}x) | "
+            f"{_kb(arena['minimal'])} ({arena['minimal'] / ref['arena']['minimal']:.2f}x) | "
+            f"{exp['macs']:,} ({exp['macs'] / ref['export']['macs']:.2f}x) | {litert} | {tflm} | "
+            f"{_pct(acc['keras_float'])} / {_pct(acc['tflite_int8'])} |"
         )
     return rows
 
 
-def strategy_table(st):
-    """The export-strategy table and its targets."""
-    exp, cmp_ = st["expanded"], st["compact"]
-    size = cmp_["export"]["flatbuffer_bytes"] / exp["export"]["flatbuffer_bytes"]
-    arena = cmp_["arena"]["minimal"] / exp["arena"]["minimal"]
-    same, total, how = st["identical"]
-    lat = st["tflm_latency"]
-    checks = [
-        ("compact flatbuffer <= 0.35x expanded", size <= 0.35, f"{size:.3f}"),
-        (
-            "compact arena <= 1.1x expanded",
-            arena <= 1.1,
-            f"{arena:.3f} ({cmp_['arena']['measured_on']})",
-        ),
-        ("identical int8 predictions on the test split", same == total, f"{same}/{total}: {how}"),
-    ]
-    if lat:
-        ratio = lat["compact"] / lat["expanded"]
-        checks.append(
-            ("TFLite Micro latency compact <= 1.3x expanded", ratio <= 1.3, f"{ratio:.2f}x")
-        )
-    else:
-        checks.append(
-            (
-                "TFLite Micro latency compact <= 1.3x expanded",
-                False,
-                "not measured: set KQ_TFLM_ROOT",
-            )
-        )
-    lines = [
-        "| --quaternion | int8 .tflite | weights | arena (minimal) | deployed MACs | TFLite Micro latency | int8 accuracy |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        *_strategy_rows(st),
-    ]
-    layers = cmp_["export"].get("quaternion_layers", [])
-    lines += [
-        "",
+def _layer_lines(reps):
+    compact = reps["compact"]["export"].get("quaternion_layers", [])
+    fast = reps["fast"]["export"].get("quaternion_layers", [])
+    how = {None: "no batch norm", "folded": "batch norm folded into the products",
+           "affine": "per-channel batch norm kept after it"}  # fmt: skip
+    return [
         "Compact layers (weight bytes expanded -> compact, corrections): "
         + "; ".join(
             f"{x['layer']} {x['weight_bytes'][0]:,} -> {x['weight_bytes'][1]:,}, {x['corrections']}"
             if x["compact"]
             else f"{x['layer']} kept expanded ({x['reason']})"
-            for x in layers
+            for x in compact
         )
         + ".",
+        "",
+        "Fast layers (real weights expanded -> fast): "
+        + "; ".join(
+            f"{x['layer']} {x['weights'][0]:,} -> {x['weights'][1]:,}, {how[x['batch_norm']]}"
+            if x["fast"]
+            else f"{x['layer']} kept expanded ({x['reason']})"
+            for x in fast
+        )
+        + ".",
+    ]
+
+
+def _contents(flatbuffer):
+    """Bytes of a flatbuffer: constants, quantisation parameters (a float32 scale and an int64
+    zero point per value), the rest (tensor and operator tables, shapes, names); tensors and
+    operators."""
+    from keras_quaternion.export import flatbuffer as fbs
+    from keras_quaternion.export import inspect_tflite
+
+    info = inspect_tflite(flatbuffer)
+    graph = fbs.read_model(flatbuffer).subgraphs[0]
+    quant = sum(12 * len(t.quantization.scale) for t in graph.tensors
+                if t.quantization is not None and t.quantization.scale is not None)  # fmt: skip
+    rest = info.size - info.constant_bytes - quant
+    return info.constant_bytes, quant, rest, len(info.tensors), len(info.operators)
+
+
+def _contents_line(st):
+    parts = []
+    for name in ("expanded", "fast"):
+        const, quant, rest, tensors, operators = _contents(st["flatbuffers"][name])
+        parts.append(
+            f"{name} {_kb(const)} constants, {_kb(quant)} quantisation parameters, {_kb(rest)} "
+            f"tables, shapes and names ({tensors} tensors, {operators} operators)"
+        )
+    return "Flatbuffer contents: " + "; ".join(parts) + "."
+
+
+def _strategy_checks(st):
+    reps, lat = st["reports"], st["latency"]
+    exp, cmp_, fast = reps["expanded"], reps["compact"], reps["fast"]
+
+    def ratio(rep, *keys):
+        a, b = rep, exp
+        for key in keys:
+            a, b = a[key], b[key]
+        return a / b
+
+    same, total, how = st["identical"]
+    acc = fast["accuracy"]
+    drop = 100 * (acc["tflite_int8"] - acc["keras_float"])
+    checks = [
+        ("compact flatbuffer <= 0.35x expanded", ratio(cmp_, "export", "flatbuffer_bytes") <= 0.35,
+         f"{ratio(cmp_, 'export', 'flatbuffer_bytes'):.3f}"),
+        ("compact arena <= 1.1x expanded", ratio(cmp_, "arena", "minimal") <= 1.1,
+         f"{ratio(cmp_, 'arena', 'minimal'):.3f} ({cmp_['arena']['measured_on']})"),
+        ("identical int8 predictions on the test split", same == total, f"{same}/{total}: {how}"),
+        ("fast flatbuffer <= 0.55x expanded", ratio(fast, "export", "flatbuffer_bytes") <= 0.55,
+         f"{ratio(fast, 'export', 'flatbuffer_bytes'):.3f} (weights "
+         f"{ratio(fast, 'export', 'weight_bytes'):.3f})"),
+        ("fast deployed MACs <= 0.55x expanded", ratio(fast, "export", "macs") <= 0.55,
+         f"{ratio(fast, 'export', 'macs'):.3f}"),
+        ("fast int8 accuracy within 1 point of float", abs(drop) <= 1.0, f"{drop:+.2f} pt"),
+    ]  # fmt: skip
+    if st["tflm"]:
+        r = lat["compact"]["tflm"] / lat["expanded"]["tflm"]
+        checks.insert(3, ("TFLite Micro latency compact <= 1.3x expanded", r <= 1.3, f"{r:.2f}x"))
+    else:
+        checks.insert(3, ("TFLite Micro latency compact <= 1.3x expanded", False,
+                          "not measured: set KQ_TFLM_ROOT"))  # fmt: skip
+    return checks
+
+
+def strategy_table(st):
+    """The export-strategy table, per-layer notes and targets."""
+    lines = [
+        "| model, --quaternion | int8 .tflite | arena (minimal) | deployed MACs | LiteRT int8 "
+        "latency: XNNPACK / builtin kernels | TFLite Micro latency | accuracy: float / int8 |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        *_strategy_rows(st),
+        "",
+        *_layer_lines(st["reports"]),
+        "",
+        _contents_line(st),
     ]
     if st["qcnn14"]:
         q = st["qcnn14"]
@@ -262,10 +368,12 @@ def strategy_table(st):
             "",
             f"Full-size QCNN14 (random weights, 527 classes, {q['parameters']:,} parameters), int8: "
             f"expanded {q['expanded'] / 2**20:.1f} MiB, compact {q['compact'] / 2**20:.1f} MiB "
-            f"({q['compact'] / q['expanded']:.2f}x)"
-            + (f"; kept expanded: {q['kept']}" if q["kept"] else "")
+            f"({q['compact'] / q['expanded']:.2f}x), fast {q['fast'] / 2**20:.1f} MiB "
+            f"({q['fast'] / q['expanded']:.2f}x)"
+            + (f"; kept expanded by compact: {q['kept']}" if q["kept"] else "")
             + ".",
         ]
+    checks = _strategy_checks(st)
     lines += [
         "",
         "| target | met | measured |",
@@ -275,7 +383,7 @@ def strategy_table(st):
     return lines
 
 
-def tables(args, prepared, report, pruned_report, prune_report, twin_int8, strategies):
+def tables(args, prepared, report, pruned_report, prune_report, real_report, strategies, load):
     rows = []
     for label, rep in (
         (f"{args.model} w={args.width}", report),
@@ -342,15 +450,20 @@ def tables(args, prepared, report, pruned_report, prune_report, twin_int8, strat
         f"FSDD ({prepared.sizes()}), {prepared.frames} frames x {prepared.n_mels} mels x 4, "
         f"{args.epochs} epochs (+{args.finetune_epochs} fine-tuning after pruning), seed {args.seed}. "
         f"Machine: {env['machine']}; {datetime.date.today().isoformat()}; TensorFlow {env['tensorflow']}, "
-        f"LiteRT {env['ai_edge_litert']}, TFLite Micro {env['tflite_micro']}.",
+        f"LiteRT {env['ai_edge_litert']}, TFLite Micro {env['tflite_micro']}. Load average "
+        f"(1 min, other jobs on the machine) at the start / end of the run: {load[0]:.2f} / "
+        f"{load[1]:.2f}.",
         "",
         "| model | params | MACs | float .tflite | int8 .tflite (int8/float) | arena (RAM) | accuracy: Keras / TFLite float / TFLite int8 | LiteRT latency float / int8 (speed-up) | TFLM == LiteRT | fits 256 KB / 1 MB |",
         "|---|---:|---:|---:|---:|---:|---|---|---:|---|",
         *rows,
         "",
         f"Pruning: {prune_report.summary()}.",
-        f"Real CNN6 with the same real widths, int8: {_kb(twin_int8.size)} "
-        f"(QCNN6 int8: {_kb(report['export']['flatbuffer_bytes'])}; the folded quaternion kernel is "
+        f"Real {strategies['real']} with the same real widths, trained the same way, int8 "
+        f"(expanded): {_kb(real_report['export']['flatbuffer_bytes'])}, accuracy "
+        f"{_pct(real_report['accuracy']['keras_float'])} float / "
+        f"{_pct(real_report['accuracy']['tflite_int8'])} int8 ({args.model} int8 expanded: "
+        f"{_kb(report['export']['flatbuffer_bytes'])}; the folded quaternion kernel is "
         f"materialised, so the flatbuffer is as large as the real twin's).",
         "",
         "| target | met | measured |",
@@ -377,12 +490,14 @@ def main(argv=None):
     parser.add_argument("--work-dir", default=None, help="Keep runs here (default: a temp dir).")
     parser.add_argument("--quick", action="store_true", help="Smoke run: 60 examples, 2 epochs.")
     parser.add_argument("--out", default=None, help="Write the Markdown tables here.")
-    parser.add_argument("--json", default=None, help="Write both export reports here.")
+    parser.add_argument("--json", default=None, help="Write the export reports here.")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.finetune_epochs = 2, 1
+    load = [os.getloadavg()[0]]
     results = run(args)
-    text = tables(args, *results)
+    load.append(os.getloadavg()[0])
+    text = tables(args, *results, load)
     print(text)
     if args.out:
         atomic_write(args.out, text)
@@ -393,7 +508,9 @@ def main(argv=None):
                 {
                     "unpruned": results[1],
                     "pruned": results[2],
-                    "compact": results[5]["compact"],
+                    "real": results[4],
+                    "strategies": results[5]["reports"],
+                    "latency": results[5]["latency"],
                     "python": platform.python_version(),
                 },
                 indent=2,

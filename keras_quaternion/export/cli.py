@@ -56,8 +56,9 @@ def _fmt(value):
     show_default=True,
     help="How quaternion layers reach the device: 'expanded' as the real layers they compute "
     "(builtin operators only); 'compact' as one int8 custom operator each holding a quarter of "
-    "the weights (its C kernel and TFLite Micro registration come with --micro). See "
-    "docs/deploy.md.",
+    "the weights (its C kernel and TFLite Micro registration come with --micro); 'fast' as 8 "
+    "real products between additions (builtin operators only, half the weights and "
+    "multiply-accumulates, a larger tensor arena). See docs/deploy.md.",
 )
 @click.option(
     "--calibration-samples",
@@ -204,6 +205,8 @@ def _print_summary(report, out_dir):
             f"({exp['expanded_flatbuffer_bytes']} bytes)"
             + (f"; kept expanded: {', '.join(map(str, kept))}" if kept else "")
         )
+    if exp["quaternion"] == "fast":
+        _print_fast(exp["quaternion_layers"])
     click.echo(f"operators: {', '.join(exp['operators'])}")
     click.echo(
         f"tensor arena: {arena['recommended']} bytes (measured {arena['minimal']}, "
@@ -234,3 +237,17 @@ def _print_summary(report, out_dir):
     if report["micro"]:
         click.echo(f"micro files: {', '.join(report['micro']['files'])}")
     click.echo(f"report: {os.path.join(out_dir, REPORT_NAME)}")
+
+
+def _print_fast(layers):
+    """The ``fast`` strategy's line: layers made fast, norms kept as affine, layers kept."""
+    fast = [x for x in layers if x["fast"]]
+    affine = [x["layer"] for x in fast if x["batch_norm"] == "affine"]
+    kept = [x["layer"] for x in layers if not x["fast"]]
+    weights = sum(x["weights"][1] for x in fast) / max(1, sum(x["weights"][0] for x in fast))
+    click.echo(
+        f"quaternion: fast, {len(fast)} layer(s) as 8 products ({weights:.2f}x the expanded "
+        f"weights)"
+        + (f"; per-channel batch norm kept after: {', '.join(affine)}" if affine else "")
+        + (f"; kept expanded: {', '.join(kept)}" if kept else "")
+    )

@@ -277,3 +277,34 @@ def drop_unused_opcodes(model):
     for graph in model.subgraphs:
         for op in graph.operators or []:
             op.opcodeIndex = renumber[op.opcodeIndex]
+
+
+def share_empty_buffer(model):
+    """Point every tensor without constant data at buffer 0 and drop buffers nothing reads.
+
+    The converter gives each activation tensor an empty buffer of its own; the schema's buffer 0
+    is an empty sentinel that all of them can share (a few bytes per tensor).
+
+    Args:
+        model: the ``ModelT`` (modified); left alone when its buffer 0 is not empty.
+
+    Example:
+        >>> share_empty_buffer(model)  # doctest: +SKIP
+    """
+
+    def empty(buffer):
+        return (buffer.data is None or len(buffer.data) == 0) and not buffer.offset
+
+    if not model.buffers or not empty(model.buffers[0]):
+        return
+    tensors = [t for g in model.subgraphs for t in g.tensors or []]
+    for tensor in tensors:
+        if empty(model.buffers[tensor.buffer]):
+            tensor.buffer = 0
+    used = sorted({0} | {t.buffer for t in tensors} | {m.buffer for m in model.metadata or []})
+    renumber = {old: new for new, old in enumerate(used)}
+    model.buffers = [model.buffers[i] for i in used]
+    for tensor in tensors:
+        tensor.buffer = renumber[tensor.buffer]
+    for meta in model.metadata or []:
+        meta.buffer = renumber[meta.buffer]

@@ -189,6 +189,23 @@ def _mixing_layer(bn, rank, a, c):
     return layer, [kernel, c]
 
 
+def _standalone_qbn(layer):
+    """``(new layer, weights)`` for a QBatchNormalization that no layer before it absorbs."""
+    if layer.whiten:
+        a, c = batch_norm_affine(layer)
+        return _mixing_layer(layer, _bn_rank(layer), a, c)
+    new = keras.layers.BatchNormalization(
+        axis=-1, epsilon=layer.epsilon, center=layer.center, scale=layer.scale, name=layer.name
+    )
+    weights = []
+    if layer.scale:
+        weights.append(np.tile(_np(layer.gamma), 4))
+    if layer.center:
+        weights.append(_np(layer.beta))
+    weights += [_np(layer.moving_mean), np.tile(_np(layer.moving_variance), 4)]
+    return new, weights
+
+
 def _consumers(model):
     """Map id(KerasTensor) -> number of layer calls in ``model`` that read it."""
     counts = {}
@@ -266,7 +283,7 @@ def _fixed_shape(shape, override, model_name):
     return override
 
 
-def deploy_model(model, *, batch_size=None, input_shape=None):
+def deploy_model(model, *, batch_size=None, input_shape=None, replace=None):
     """Return an inference-only copy of ``model`` with quaternion layers made real and BN folded.
 
     Args:
@@ -277,6 +294,11 @@ def deploy_model(model, *, batch_size=None, input_shape=None):
             shape instead of SHAPE/STRIDED_SLICE/PACK arithmetic). ``None`` keeps it free.
         input_shape: fix the input's unknown dimensions (shape without the batch axis), e.g.
             ``(frames, mels, 4)`` for a registry model built with ``frames=None``.
+        replace: how an export strategy deploys quaternion layers: called as
+            ``replace(layer, bn)`` for every ``QConv1D``/``QConv2D``/``QDense`` (``bn``: the batch
+            norm folded into it, or ``None``), it returns ``(new_layer, weights)`` (an unbuilt
+            layer with the same name and the values of its weights) or ``None`` for the
+            default (the real layer holding the assembled kernel, batch norm folded).
 
     Returns:
         A new functional ``keras.Model`` with the same inputs, outputs and layer names that
@@ -315,7 +337,12 @@ def deploy_model(model, *, batch_size=None, input_shape=None):
     def clone(layer):
         name = layer.name
         if isinstance(layer, keras.Model):
-            return deploy_model(layer)  # called on the outer (possibly fixed-batch) tensors
+            return deploy_model(layer, replace=replace)  # called on the outer tensors
+        if replace is not None and isinstance(layer, (QConv, QDense)):
+            made = replace(layer, by_name.get(folded_into.get(name)))
+            if made is not None:
+                new, pending[name] = made
+                return new
         if name in folded_into:
             kernel, bias = _source_kernel_bias(layer)
             a, c = batch_norm_affine(by_name[folded_into[name]])
@@ -330,24 +357,7 @@ def deploy_model(model, *, batch_size=None, input_shape=None):
             pending[name] = [kernel, bias]
             return _real_layer_like(layer, kernel.shape[-1])
         if isinstance(layer, QBatchNormalization):
-            a, c = batch_norm_affine(layer)
-            rank = _bn_rank(layer)
-            if layer.whiten:
-                new, weights = _mixing_layer(layer, rank, a, c)
-                pending[name] = weights
-                return new
-            units = layer.units
-            new = keras.layers.BatchNormalization(
-                axis=-1, epsilon=layer.epsilon, center=layer.center, scale=layer.scale, name=name
-            )
-            weights = []
-            if layer.scale:
-                weights.append(np.tile(_np(layer.gamma), 4))
-            if layer.center:
-                weights.append(_np(layer.beta))
-            weights += [_np(layer.moving_mean), np.tile(_np(layer.moving_variance), 4)]
-            assert weights[-1].shape == (4 * units,)
-            pending[name] = weights
+            new, pending[name] = _standalone_qbn(layer)
             return new
         try:
             new = layer.__class__.from_config(layer.get_config())

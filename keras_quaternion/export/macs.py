@@ -3,8 +3,10 @@
 :func:`keras_quaternion.count_macs` counts a Keras model; what a device runs can differ (an
 export strategy may change how quaternion products are computed). :func:`deployed_macs` counts
 the operators of the flatbuffer itself: every CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and
-compact quaternion operator, one multiply-accumulate per weight use. Element-wise operators,
-pooling and means are not counted (as in ``count_macs``).
+compact quaternion operator, one multiply-accumulate per weight use (a grouped CONV_2D's filter
+holds the input channels of one group, so its count is right too). Element-wise operators,
+pooling and means are not counted (as in ``count_macs``): the ``ADD``/``SUB`` of the ``fast``
+strategy's input combinations and output additions are additions, not multiply-accumulates.
 
 Example:
     >>> import keras

@@ -34,7 +34,7 @@ import numpy as np
 
 from keras_quaternion.export.macs import deployed_macs
 from keras_quaternion.export.micro import ARENA_MARGIN, write_micro_artifacts
-from keras_quaternion.export.tflite import _strategy_for, convert_model, inspect_tflite, to_tflite
+from keras_quaternion.export.tflite import _strategy_for, convert_model, inspect_tflite
 from keras_quaternion.export.tflite import calibration_samples as _samples
 from keras_quaternion.export.verify import evaluate_tflite, litert_latency
 from keras_quaternion.files import atomic_write, staged_folder
@@ -156,13 +156,17 @@ def _input_shape(model, prepared, calib, representative_data):
 
 
 def _convert(model, int8, calib, calibration_samples, shape, quaternion):
-    """The float flatbuffer (for the report) and the deployed one, as a Conversion."""
-    from keras_quaternion.export.strategies import Conversion
+    """The float flatbuffer (for the report) and the deployed one, as a Conversion.
 
-    float_fb = to_tflite(model, int8=False, input_shape=shape)
+    The float flatbuffer follows the strategy where it has a float form (``expanded``,
+    ``fast``), else it is the expanded one.
+    """
+    strategy = _strategy_for(quaternion, int8)  # a float export of an int8-only one: an error
+    floating = convert_model(model, int8=False, input_shape=shape,
+                             quaternion="expanded" if strategy.int8_only else strategy)  # fmt: skip
     if not int8:
-        _strategy_for(quaternion, int8)  # a float export with an int8-only strategy is an error
-        return float_fb, Conversion(float_fb, quaternion, quaternion)
+        return floating.flatbuffer, floating
+    float_fb = floating.flatbuffer
     conversion = convert_model(
         model,
         representative_data=calib,
@@ -252,6 +256,7 @@ def _export_section(conversion, float_fb, int8, filename, calib):
     if conversion.expanded_flatbuffer is not None:
         section["expanded_flatbuffer_bytes"] = len(conversion.expanded_flatbuffer)
         section["size_ratio_to_expanded"] = info.size / len(conversion.expanded_flatbuffer)
+    if conversion.layers:
         section["quaternion_layers"] = [dataclasses.asdict(x) for x in conversion.layers]
     return section
 
@@ -318,8 +323,9 @@ def export_model(
         margin: arena margin.
         seed: calibration subset seed.
         progress: tqdm bars while scoring.
-        quaternion: export strategy, ``"expanded"`` or ``"compact"`` (see
-            :func:`~keras_quaternion.export.to_tflite` and docs/deploy.md).
+        quaternion: export strategy, ``"expanded"``, ``"compact"`` or ``"fast"`` (see
+            :func:`~keras_quaternion.export.to_tflite` and docs/deploy.md); with ``fast`` the
+            float flatbuffer is the fast one too.
 
     Returns:
         The report (also written to ``out_dir/export_report.json``).

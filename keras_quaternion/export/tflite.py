@@ -608,7 +608,7 @@ def _strategy_for(quaternion, int8):
     strategy = get_strategy(quaternion)
     if strategy.int8_only and not int8:
         raise ValueError(
-            f"quaternion={quaternion!r} exists for full-integer int8 models only; export with "
+            f"quaternion={strategy.name!r} exists for full-integer int8 models only; export with "
             f"int8=True or quaternion='expanded'."
         )
     return strategy
@@ -710,8 +710,10 @@ def to_tflite(
             :func:`~keras_quaternion.export.export_model` verifies on test data instead.
         quaternion: how quaternion layers reach the flatbuffer
             (:mod:`keras_quaternion.export.strategies`): ``"expanded"`` (real layers, builtin
-            operators only) or ``"compact"`` (int8 only: one custom operator per quaternion
-            layer holding a quarter of the weights, see docs/deploy.md).
+            operators only), ``"compact"`` (int8 only: one custom operator per quaternion
+            layer holding a quarter of the weights) or ``"fast"`` (8 real products between
+            additions, builtin operators only: half the weights and multiply-accumulates), or
+            a strategy instance; see docs/deploy.md.
 
     Returns:
         The flatbuffer as ``bytes``. Its input is ``(1, *input_shape)``.

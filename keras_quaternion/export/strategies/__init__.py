@@ -5,10 +5,13 @@
 * ``compact`` (:mod:`.compact`): one int8 custom operator per quaternion layer holding the four
   weight components, a quarter of the expanded kernel, run by the C kernel in
   ``tflite/quaternion/``.
+* ``fast`` (:mod:`.fast`): each quaternion layer as 8 real products (8 convolutions ``C -> F``)
+  between additions and subtractions: half the weights and multiply-accumulates of
+  ``expanded``, builtin operators only.
 
 Example:
     >>> get_strategy("compact").name, STRATEGY_NAMES
-    ('compact', ('expanded', 'compact'))
+    ('compact', ('expanded', 'compact', 'fast'))
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from __future__ import annotations
 from keras_quaternion.export.strategies.base import Conversion, ExportStrategy
 from keras_quaternion.export.strategies.compact import CompactStrategy
 from keras_quaternion.export.strategies.expanded import ExpandedStrategy
+from keras_quaternion.export.strategies.fast import FastStrategy
 
 #: strategy name -> strategy class; a new strategy is one module and one line here
-STRATEGIES = {cls.name: cls for cls in (ExpandedStrategy, CompactStrategy)}
+STRATEGIES = {cls.name: cls for cls in (ExpandedStrategy, CompactStrategy, FastStrategy)}
 #: the accepted values of ``quaternion=``, default first
 STRATEGY_NAMES = tuple(STRATEGIES)
 
@@ -27,7 +31,8 @@ def get_strategy(name):
     """The strategy called ``name``.
 
     Args:
-        name: one of :data:`STRATEGY_NAMES`.
+        name: one of :data:`STRATEGY_NAMES`, or an :class:`ExportStrategy` instance (returned
+            as is: a strategy with arguments, such as ``FastStrategy(grouped=True)``).
 
     Returns:
         An :class:`ExportStrategy` instance.
@@ -41,10 +46,19 @@ def get_strategy(name):
         ...
         ValueError: quaternion='sparse' is not an export strategy; choose one of 'expanded', ...
     """
+    if isinstance(name, ExportStrategy):
+        return name
     if name not in STRATEGIES:
         choices = ", ".join(repr(n) for n in STRATEGY_NAMES)
         raise ValueError(f"quaternion={name!r} is not an export strategy; choose one of {choices}.")
     return STRATEGIES[name]()
 
 
-__all__ = ["STRATEGIES", "STRATEGY_NAMES", "Conversion", "ExportStrategy", "get_strategy"]
+__all__ = [
+    "STRATEGIES",
+    "STRATEGY_NAMES",
+    "Conversion",
+    "ExportStrategy",
+    "FastStrategy",
+    "get_strategy",
+]
