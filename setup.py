@@ -52,6 +52,8 @@ setup(
     ],
     extras_require={
         "export": ["ai-edge-litert>=2.0,<3", "tflite-micro"],
+        # tfds:NAME datasets (keras_quaternion.datasets.tfds)
+        "tfds": ["tensorflow-datasets>=4.9,<5"],
         "dev": [
             "pytest>=8,<10",
             "pytest-xdist>=3.5,<4",
@@ -59,6 +61,7 @@ setup(
             "ruff>=0.17.6,<0.18",
             "ai-edge-litert>=2.0,<3",
             "tflite-micro",
+            "tensorflow-datasets>=4.9,<5",
         ],
         "docs": [
             "mkdocs>=1.6,<2",
