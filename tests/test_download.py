@@ -368,3 +368,75 @@ def test_every_source_states_its_checksum_and_where_it_was_published():
                 assert "none published" in a.checksum_source
     with pytest.raises(ValueError, match="'audioset' has no public archive.*YouTube"):
         download_dataset("audioset")
+
+
+# ------------------------------------------------------------------------------ kq-data
+
+
+def test_kq_data_download_and_list(server, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from keras_quaternion.datasets.cli import main
+
+    data = make_zip(esc50_files())
+    src = one_archive_source(
+        server,
+        "esc50",
+        "ESC-50",
+        data,
+        "ESC-50-master.zip",
+        "ESC-50-master",
+        size=len(data),
+        sha256=sha256(data),
+    )
+    monkeypatch.setitem(SOURCES, "esc50", src)
+    result = CliRunner().invoke(main, ["download", "esc50", "--to", str(tmp_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (
+        result.output
+        == f"Train on it with: kq-train --dataset esc50 --data-dir {tmp_path / 'ESC-50'}\n"
+    )
+    listing = CliRunner().invoke(main, ["list"]).output
+    assert "checked by SHA-256 and size" in listing and "tfds:NAME" in listing
+
+    monkeypatch.setitem(
+        SOURCES,
+        "esc50",
+        one_archive_source(
+            server, "esc50", "ESC-50", data, "other.zip", "ESC-50-master", sha256="1" * 64
+        ),
+    )
+    result = CliRunner().invoke(main, ["download", "esc50", "--to", str(tmp_path / "b"), "--quiet"])
+    assert result.exit_code == 1 and "Error: Download of 'http://127.0.0.1:" in result.output
+    assert "does not match: SHA-256" in result.output
+    result = CliRunner().invoke(main, ["download", "fsdd", "--config", "x"])
+    assert result.exit_code == 2 and "only tfds:NAME datasets take a config" in result.output
+
+
+def test_kq_data_imports_neither_tensorflow_nor_keras(repo_root):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.argv = ['/bin/kq-data', 'list']\n"
+        "from keras_quaternion.datasets.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('heavy:', sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "esc50 -> ESC-50/" in out and out.rstrip().endswith("heavy: []")
+
+
+def test_missing_data_dir_points_at_kq_data():
+    with pytest.raises(datasets.DatasetLayoutError, match=r"kq-data download esc50 fetches them"):
+        datasets.load("esc50")
+    with pytest.raises(datasets.DatasetLayoutError) as err:
+        datasets.load("audioset")
+    assert "kq-data" not in str(err.value)

@@ -249,3 +249,22 @@ def test_failed_download_names_the_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(KqToyTags, "download_and_prepare", full_disk)
     with pytest.raises(TFDSError, match=r"could not download and prepare it into .*No space left"):
         datasets.load("tfds:kq_toy_tags", tmp_path / "full")
+
+
+def test_kq_data_prepares_a_tfds_builder(tmp_path):
+    from click.testing import CliRunner
+
+    from keras_quaternion.datasets.cli import main
+
+    result = CliRunner().invoke(main, ["download", "tfds:kq_toy_tags", "--to", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"tfds:kq_toy_tags is prepared in '{tmp_path / 'kq_toy_tags' / '1.0.0'}'" in result.output
+    )
+    assert f"kq-train --dataset tfds:kq_toy_tags --data-dir {tmp_path}\n" in result.output
+    assert datasets.load("tfds:kq_toy_tags", tmp_path, download=False).multi_label
+    with tfds.testing.mock_data(num_examples=2):
+        result = CliRunner().invoke(main, ["download", "tfds:mnist", "--to", str(tmp_path)])
+    assert result.exit_code == 1 and "Error: Dataset 'tfds:mnist': the builder has no audio" in (
+        result.output
+    )

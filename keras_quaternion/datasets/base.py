@@ -669,8 +669,14 @@ def require_dir(dataset: str, data_dir: str | os.PathLike | None, layout: str) -
         the folder does not exist
     """
     if data_dir is None:
+        from keras_quaternion.datasets.sources import SOURCES
+
+        fetch = f" (kq-data download {dataset} fetches them)" if dataset in SOURCES else ""
         raise DatasetLayoutError(
-            dataset, None, "this dataset needs data_dir (--data-dir) pointing at its files", layout
+            dataset,
+            None,
+            f"this dataset needs data_dir (--data-dir) pointing at its files{fetch}",
+            layout,
         )
     path = Path(data_dir).expanduser()
     if not path.exists():

@@ -31,7 +31,7 @@ from keras_quaternion.datasets.base import (
 )
 from keras_quaternion.datasets.registry import TFDS_PREFIX, DatasetSpec
 
-__all__ = ["TFDSError", "TFDSMissingError", "load_tfds", "tfds_spec"]
+__all__ = ["TFDSError", "TFDSMissingError", "load_tfds", "prepare_tfds", "tfds_spec"]
 
 LAYOUT = """\
 tensorflow_datasets/          <- data_dir (optional: default $TFDS_DATA_DIR or ~/tensorflow_datasets)
@@ -243,6 +243,34 @@ def _prepare_builder(builder, name: str, download: bool) -> None:
             "and the free disk space there, or point data_dir / --data-dir at a TFDS folder "
             "where it is already prepared."
         ) from err
+
+
+def prepare_tfds(name: str, data_dir=None, *, config=None, audio_key=None, label_key=None):
+    """Check that a builder is usable, then let TFDS download and prepare it (``kq-data``).
+
+    Args:
+        name: ``"tfds:NAME"``.
+        data_dir: the TFDS data folder (``None``: TFDS's usual one).
+        config: the builder config, if any.
+        audio_key: the audio feature, when the builder has several.
+        label_key: the class-label feature, when the builder has several.
+
+    Returns:
+        The folder holding the prepared data.
+
+    Raises:
+        TFDSMissingError: tensorflow-datasets is not installed.
+        TFDSError: unknown builder, no audio or label feature, or a failed download.
+
+    Example:
+        >>> prepare_tfds("tfds:spoken_digit", "tfds_data")  # doctest: +SKIP
+    """
+    builder_name = tfds_spec(name).name[len(TFDS_PREFIX) :]
+    tfds = import_tfds(name)
+    builder = _builder(tfds, name, builder_name, config, data_dir)
+    pick_features(tfds, name, builder.info.features, audio_key, label_key)
+    _prepare_builder(builder, name, True)
+    return builder.data_dir
 
 
 # ------------------------------------------------------------------------------- the splits
