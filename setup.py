@@ -57,6 +57,8 @@ setup(
     ],
     extras_require={
         "export": ["ai-edge-litert>=2.0,<3", "tflite-micro"],
+        # tfds:NAME datasets (keras_quaternion.datasets.tfds)
+        "tfds": ["tensorflow-datasets>=4.9,<5"],
         "dev": [
             "librosa>=0.10,<0.12",  # the tests' reference for features and deltas
             "pytest>=8,<10",
@@ -65,6 +67,7 @@ setup(
             "ruff>=0.17.6,<0.18",
             "ai-edge-litert>=2.0,<3",
             "tflite-micro",
+            "tensorflow-datasets>=4.9,<5",
         ],
         "docs": [
             "mkdocs>=1.6,<2",
@@ -81,6 +84,7 @@ setup(
             "kq-prune=keras_quaternion.cli:prune_main",
             "kq-distill=keras_quaternion.cli:distill_main",
             "kq-export=keras_quaternion.cli:export_main",
+            "kq-data=keras_quaternion.datasets.cli:main",
         ]
     },
     classifiers=[

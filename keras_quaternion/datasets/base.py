@@ -109,7 +109,8 @@ class Example:
 
     Attributes:
         source: where the audio is: a file path (``str``), an in-memory waveform (``np.ndarray``
-            ``[samples]`` float32, with ``sample_rate`` set) or an :class:`HDF5Source`.
+            ``[samples]``, float32 or integer PCM scaled by its full range such as int16 / 32768,
+            with ``sample_rate`` set) or an :class:`HDF5Source`.
         label: class index (``int``) for single-label datasets, or a multi-hot ``np.ndarray``
             ``[num_classes]`` float32 for multi-label ones.
         meta: extra facts (speaker, fold, take, ...); loaders document their keys.
@@ -225,14 +226,32 @@ def _read_hdf5(src: HDF5Source, pool: _H5Pool) -> np.ndarray:
         raise AudioDecodeError(
             str(src), f"row {src.index} is outside dataset '{src.dataset}' of shape {dset.shape}"
         )
-    row = np.asarray(dset[src.index])
-    if np.issubdtype(row.dtype, np.integer):
-        scale = float(np.iinfo(row.dtype).max) + 1.0
-        return row.astype(np.float32) / scale
-    row = row.astype(np.float32)
+    row = pcm_to_float(dset[src.index])
     if not np.all(np.isfinite(row)):
         raise AudioDecodeError(str(src), "it contains NaN or infinite sample values")
     return row
+
+
+def pcm_to_float(samples) -> np.ndarray:
+    """Samples as float32: integer PCM is scaled by its full range (int16 by 1/32768).
+
+    Args:
+        samples: an array of samples, integer PCM or floating point (returned as float32).
+
+    Returns:
+        float32 array of the same shape.
+
+    Example:
+        >>> pcm_to_float(np.array([-32768, 16384], np.int16)).tolist()
+        [-1.0, 0.5]
+        >>> pcm_to_float(np.array([0.25], np.float64)).dtype
+        dtype('float32')
+    """
+    samples = np.asarray(samples)
+    if np.issubdtype(samples.dtype, np.integer):
+        scale = float(np.iinfo(samples.dtype).max) + 1.0
+        return samples.astype(np.float32) / np.float32(scale)
+    return samples.astype(np.float32, copy=False)
 
 
 @dataclass
@@ -343,7 +362,7 @@ class AudioDataset:
                 wave = _read_hdf5(src, _pool)
             native = src.sample_rate
         else:
-            wave = np.asarray(src, dtype=np.float32)
+            wave = pcm_to_float(src)
             native = int(example.sample_rate)
         wave = resample(wave, native, sample_rate)
         if clip_seconds is not None:
@@ -650,8 +669,14 @@ def require_dir(dataset: str, data_dir: str | os.PathLike | None, layout: str) -
         the folder does not exist
     """
     if data_dir is None:
+        from keras_quaternion.datasets.sources import SOURCES
+
+        fetch = f" (kq-data download {dataset} fetches them)" if dataset in SOURCES else ""
         raise DatasetLayoutError(
-            dataset, None, "this dataset needs data_dir (--data-dir) pointing at its files", layout
+            dataset,
+            None,
+            f"this dataset needs data_dir (--data-dir) pointing at its files{fetch}",
+            layout,
         )
     path = Path(data_dir).expanduser()
     if not path.exists():

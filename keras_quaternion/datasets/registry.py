@@ -1,4 +1,8 @@
-"""Dataset registry: ``names()``, ``load(name, data_dir, **options)``, ``register``."""
+"""Dataset registry: ``names()``, ``load(name, data_dir, **options)``, ``register``.
+
+Besides the registered loaders, ``tfds:NAME`` names any TensorFlow Datasets builder
+(:mod:`keras_quaternion.datasets.tfds`); it is resolved when asked for, not listed.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,29 @@ from dataclasses import dataclass
 
 from keras_quaternion.datasets.base import AudioDataset
 
-__all__ = ["DatasetSpec", "expected_layout", "load", "names", "register", "spec"]
+__all__ = [
+    "TFDS_PREFIX",
+    "DatasetSpec",
+    "expected_layout",
+    "is_tfds_name",
+    "load",
+    "names",
+    "register",
+    "spec",
+]
+
+#: prefix of the dataset names served by TensorFlow Datasets (``tfds:gtzan``)
+TFDS_PREFIX = "tfds:"
+
+
+def is_tfds_name(name) -> bool:
+    """Whether ``name`` has the form ``tfds:NAME`` (the builder itself is checked on load).
+
+    Example:
+        >>> is_tfds_name("tfds:gtzan"), is_tfds_name("gtzan"), is_tfds_name("tfds:")
+        (True, False, False)
+    """
+    return isinstance(name, str) and name.startswith(TFDS_PREFIX) and bool(name[5:].strip())
 
 
 @dataclass(frozen=True)
@@ -80,21 +106,32 @@ def register(name: str, *, description: str, layout: str = "", needs_data_dir: b
     return deco
 
 
+class _Names(list):
+    """A sorted list of registered names whose ``in`` also accepts ``tfds:NAME``."""
+
+    def __contains__(self, name) -> bool:
+        return super().__contains__(name) or is_tfds_name(name)
+
+
 def names() -> list[str]:
     """Sorted names of all registered datasets.
 
+    ``tfds:NAME`` (any TensorFlow Datasets builder) is not listed, but ``in names()`` accepts
+    it, so that tools which check a name against this list take it.
+
     Example:
-        >>> "synthetic" in names()
-        True
+        >>> "synthetic" in names(), "tfds:gtzan" in names(), "tfds:gtzan" in list(names())
+        (True, True, False)
     """
-    return sorted(_REGISTRY)
+    return _Names(sorted(_REGISTRY))
 
 
 def spec(name: str) -> DatasetSpec:
     """The :class:`DatasetSpec` of a dataset.
 
     Args:
-        name: a registered dataset name (see :func:`names`).
+        name: a registered dataset name (see :func:`names`), or ``tfds:NAME`` for a TensorFlow
+            Datasets builder.
 
     Returns:
         The dataset's :class:`DatasetSpec`.
@@ -110,8 +147,15 @@ def spec(name: str) -> DatasetSpec:
         ...
         ValueError: Unknown dataset 'nope'; known datasets: audioset, csv, esc50, ...
     """
+    if is_tfds_name(name):
+        from keras_quaternion.datasets.tfds import tfds_spec
+
+        return tfds_spec(name)
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"Unknown dataset {name!r}; known datasets: {', '.join(names())}.")
+        raise ValueError(
+            f"Unknown dataset {name!r}; known datasets: {', '.join(names())}, or "
+            "tfds:NAME for a TensorFlow Datasets builder."
+        )
     return _REGISTRY[name]
 
 
