@@ -16,15 +16,37 @@ Example:
 
 from __future__ import annotations
 
-from keras_quaternion.export.strategies.base import Conversion, ExportStrategy
-from keras_quaternion.export.strategies.compact import CompactStrategy
-from keras_quaternion.export.strategies.expanded import ExpandedStrategy
-from keras_quaternion.export.strategies.fast import FastStrategy
+import importlib
 
-#: strategy name -> strategy class; a new strategy is one module and one line here
-STRATEGIES = {cls.name: cls for cls in (ExpandedStrategy, CompactStrategy, FastStrategy)}
+from keras_quaternion.export.strategies.base import Conversion, ExportStrategy
+
+#: strategy name -> "module:class"; a new strategy is one module and one line here. Kept as
+#: data so that ``kq-export --help`` lists the names without importing Keras.
+STRATEGIES = {
+    "expanded": "keras_quaternion.export.strategies.expanded:ExpandedStrategy",
+    "compact": "keras_quaternion.export.strategies.compact:CompactStrategy",
+    "fast": "keras_quaternion.export.strategies.fast:FastStrategy",
+}
 #: the accepted values of ``quaternion=``, default first
 STRATEGY_NAMES = tuple(STRATEGIES)
+
+
+def strategy_class(name):
+    """The class of strategy ``name`` (imported on first use).
+
+    Example:
+        >>> strategy_class("expanded").__name__
+        'ExpandedStrategy'
+    """
+    module, _, cls = STRATEGIES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def __getattr__(name):  # FastStrategy & co. on first use
+    for key, path in STRATEGIES.items():
+        if path.endswith(f":{name}"):
+            return strategy_class(key)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_strategy(name):
@@ -51,7 +73,7 @@ def get_strategy(name):
     if name not in STRATEGIES:
         choices = ", ".join(repr(n) for n in STRATEGY_NAMES)
         raise ValueError(f"quaternion={name!r} is not an export strategy; choose one of {choices}.")
-    return STRATEGIES[name]()
+    return strategy_class(name)()
 
 
 __all__ = [
