@@ -261,6 +261,19 @@ def _export_section(conversion, float_fb, int8, filename, calib):
     return section
 
 
+def _calibration_set(model, prepared, representative_data, samples, seed, int8):
+    """The int8 calibration inputs as one array, or ``None`` for a float export."""
+    if not int8:
+        return None
+    calib = _calibration(model, prepared, representative_data, samples, seed)
+    return np.concatenate(_samples(calib, samples))
+
+
+def _micro_files(conversion, folder, name, arena):
+    art = write_micro_artifacts(conversion.flatbuffer, folder, name, arena=arena)
+    return {"files": list(art.files), "symbols": art.symbols}
+
+
 def _environment():
     return {
         "date": datetime.date.today().isoformat(),
@@ -348,10 +361,9 @@ def export_model(
     # built in a sibling folder, then swapped in whole: never a .tflite without its report,
     # never a mix of this export's files and an earlier one's
     with staged_folder(out_dir, replaces=previous_export_files(out_dir)) as stage:
-        calib = None
-        if int8:
-            calib = _calibration(model, prepared, representative_data, calibration_samples, seed)
-            calib = np.concatenate(_samples(calib, calibration_samples))
+        calib = _calibration_set(
+            model, prepared, representative_data, calibration_samples, seed, int8
+        )
         shape = _input_shape(model, prepared, calib, representative_data)
         float_fb, conversion = _convert(model, int8, calib, calibration_samples, shape, quaternion)
         filename = TFLITE_NAMES[0] if int8 else TFLITE_NAMES[1]
@@ -363,11 +375,6 @@ def export_model(
         verification = strategy.verify(conversion, verify_x, strict=strict)
         arena = strategy.measure_arena(conversion, margin=margin)
 
-        micro_files = None
-        if micro:
-            art = write_micro_artifacts(conversion.flatbuffer, stage, name, arena=arena)
-            micro_files = {"files": list(art.files), "symbols": art.symbols}
-
         report = {
             "model": _model_section(model, shape),
             "export": _export_section(conversion, float_fb, int8, filename, calib),
@@ -376,7 +383,7 @@ def export_model(
             "verification": dataclasses.asdict(verification),
             "accuracy": _accuracy(model, prepared, split, float_fb, conversion, int8, progress),
             "latency": _latency(float_fb, conversion, int8, latency_runs),
-            "micro": micro_files,
+            "micro": _micro_files(conversion, stage, name, arena) if micro else None,
             "environment": _environment(),
         }
         atomic_write(os.path.join(stage, REPORT_NAME), json.dumps(report, indent=2) + "\n")
