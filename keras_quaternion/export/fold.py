@@ -366,32 +366,43 @@ def deploy_model(model, *, batch_size=None, input_shape=None, replace=None):
         pending[name] = layer.get_weights()
         return new
 
-    input_tensors = None
+    input_tensors = _fixed_inputs(functional, model.name, batch_size, input_shape)
+    cloned = keras.models.clone_model(functional, input_tensors=input_tensors, clone_function=clone)
+    _set_pending_weights(cloned, pending)
+    return cloned
+
+
+def _fixed_inputs(functional, name, batch_size, input_shape):
+    """New input tensors with the batch size and unknown dimensions fixed, or ``None``."""
     if input_shape is not None and len(functional.inputs) != 1:
         raise ValueError(
-            f"deploy_model: input_shape applies to single-input models; model '{model.name}' "
+            f"deploy_model: input_shape applies to single-input models; model '{name}' "
             f"has {len(functional.inputs)} inputs."
         )
-    if batch_size is not None or input_shape is not None:
-        input_tensors = [
-            keras.Input(
-                batch_shape=(batch_size, *_fixed_shape(t.shape, input_shape, model.name)),
-                dtype=t.dtype,
-                name=t._keras_history.operation.name,
-            )
-            for t in functional.inputs
-        ]
-        input_tensors = keras.tree.pack_sequence_as(functional.input, input_tensors)
-    cloned = keras.models.clone_model(functional, input_tensors=input_tensors, clone_function=clone)
+    if batch_size is None and input_shape is None:
+        return None
+    tensors = [
+        keras.Input(
+            batch_shape=(batch_size, *_fixed_shape(t.shape, input_shape, name)),
+            dtype=t.dtype,
+            name=t._keras_history.operation.name,
+        )
+        for t in functional.inputs
+    ]
+    return keras.tree.pack_sequence_as(functional.input, tensors)
+
+
+def _set_pending_weights(cloned, pending):
+    """Assign the values computed during the rewrite to the new layers, once they are built."""
     for layer in cloned.layers:
         weights = pending.get(layer.name)
-        if weights:
-            targets = layer.weights
-            if len(targets) != len(weights):
-                raise ValueError(
-                    f"deploy_model: layer '{layer.name}' has {len(targets)} weights after the "
-                    f"rewrite but {len(weights)} values were computed for it."
-                )
-            for variable, value in zip(targets, weights):
-                variable.assign(np.asarray(value, dtype=variable.dtype).reshape(variable.shape))
-    return cloned
+        if not weights:
+            continue
+        targets = layer.weights
+        if len(targets) != len(weights):
+            raise ValueError(
+                f"deploy_model: layer '{layer.name}' has {len(targets)} weights after the "
+                f"rewrite but {len(weights)} values were computed for it."
+            )
+        for variable, value in zip(targets, weights):
+            variable.assign(np.asarray(value, dtype=variable.dtype).reshape(variable.shape))
