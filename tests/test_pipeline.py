@@ -124,7 +124,7 @@ def test_prepare_synthetic_caches_and_second_call_does_not_decode(tmp_path, monk
 
 def test_cache_and_checkpoint_files_get_the_umask_mode_not_0600(tmp_path):
     """Regression: cache .npy and checkpoint .npz files were created 0o600 (mkstemp's mode)."""
-    from keras_quaternion.training.loop import _Checkpointer
+    from keras_quaternion.training.checkpoint import Checkpointer as _Checkpointer
 
     old = os.umask(0o027)  # neither mkstemp's 0o600 nor the usual 0o644
     try:

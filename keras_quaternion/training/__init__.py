@@ -1,14 +1,23 @@
-"""Training: cached feature pipeline, metrics, resumable training loop, ``kq-train``/``kq-eval``."""
+"""Training: cached feature pipeline, metrics, resumable training loop, ``kq-train``/``kq-eval``.
 
-from keras_quaternion.training.loop import (
-    STRATEGIES,
-    evaluate,
-    is_chief,
-    load_model,
-    make_strategy,
-    predict,
-    train,
-)
+One concept per module:
+
+* :mod:`.pipeline`: ``prepare()`` and the cached features (``PreparedData``);
+* :mod:`.recipe`: how to train (``Recipe``: epochs, batch, learning rate, schedule, early
+  stopping, augmentation) and the default recipe;
+* :mod:`.schedules`: learning-rate schedules (warm-up, cosine, constant, plateau);
+* :mod:`.loop`: ``train()``, its steps (prepare, resume, the epochs, the best model, outputs);
+* :mod:`.callbacks`: the run's state and the callbacks acting after every epoch;
+* :mod:`.checkpoint`: the resumable per-epoch checkpoint;
+* :mod:`.records`: the settings and results (``metrics.json``) of a run;
+* :mod:`.model_io`: loading, building, checking and counting models;
+* :mod:`.evaluation`: ``predict()`` and ``evaluate()``;
+* :mod:`.strategy`: ``tf.distribute`` strategies by name; :mod:`.multiworker`: its epoch loop;
+* :mod:`.metrics`, :mod:`.plots`: scores and figures; :mod:`.cli`: ``kq-train``, ``kq-eval``.
+"""
+
+from keras_quaternion.training.evaluation import evaluate, predict
+from keras_quaternion.training.loop import train
 from keras_quaternion.training.metrics import (
     accuracy,
     average_precision,
@@ -18,6 +27,7 @@ from keras_quaternion.training.metrics import (
     score,
     score_name,
 )
+from keras_quaternion.training.model_io import load_model
 from keras_quaternion.training.pipeline import (
     DATASET_DEFAULTS,
     PreparedData,
@@ -26,11 +36,16 @@ from keras_quaternion.training.pipeline import (
     feature_config_for,
     prepare,
 )
+from keras_quaternion.training.recipe import Recipe
+from keras_quaternion.training.schedules import SCHEDULES
+from keras_quaternion.training.strategy import STRATEGIES, is_chief, make_strategy
 
 __all__ = [
     "DATASET_DEFAULTS",
+    "SCHEDULES",
     "STRATEGIES",
     "PreparedData",
+    "Recipe",
     "accuracy",
     "average_precision",
     "confusion_matrix",
