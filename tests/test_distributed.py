@@ -112,7 +112,7 @@ def test_mirrored_strategy_on_two_logical_cpus(repo_root, cache_dir, tmp_path):
     assert result["replicas"] == 2 and result["strategy"] == "mirrored"
     assert result["epochs"] == 2 and result["schedule"] == "plateau"
     assert [epoch for epoch, _ in result["seen"]] == [0, 1]  # the Keras callback saw both
-    assert result["seen"][0][1] == pytest.approx(1e-3)  # warmed up to the peak rate
+    assert result["seen"][0][1] == pytest.approx(5e-3)  # warmed up to the default peak rate
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["replicas"] == 2
     # the saved model loads in a plain (one-device) process and reproduces the test score

@@ -367,6 +367,23 @@ def test_spec_augment_masks_stripes_with_the_mean():
     np.testing.assert_array_equal(aug, again)  # deterministic given seed and epoch
 
 
+@pytest.mark.parametrize("channels", [4, 1])
+def test_gain_moves_each_examples_log_mel_by_one_offset(channels):
+    data = _toy(n=16, frames=20, mels=8)
+    kw = {"channels": channels, "shuffle": False}
+    plain = np.concatenate([xb.numpy() for xb, _ in data.tf_dataset("train", 8, **kw)])
+    aug = np.concatenate([xb.numpy() for xb, _ in data.tf_dataset("train", 8, gain_db=6, **kw)])
+    offset = aug[..., 0] - plain[..., 0]  # [examples, frames, mels]
+    per_example = offset[:, :1, :1]
+    np.testing.assert_allclose(offset, np.broadcast_to(per_example, offset.shape), atol=1e-4)
+    assert np.all(np.abs(per_example) <= 6) and np.ptp(per_example) > 1  # spread over ±6 dB
+    np.testing.assert_array_equal(aug[..., 1:], plain[..., 1:])  # deltas keep their values
+    again = np.concatenate([xb.numpy() for xb, _ in data.tf_dataset("train", 8, gain_db=6, **kw)])
+    np.testing.assert_array_equal(aug, again)  # deterministic given seed and epoch
+    with pytest.raises(ValueError, match="gain_db .* must be >= 0, got -1.0"):
+        data.tf_dataset("train", 8, gain_db=-1)
+
+
 def test_mixup_mixes_inputs_and_labels_with_the_same_lambda():
     data = _toy(n=6, classes=3)
     plain_x = np.asarray(data.features["train"])

@@ -167,6 +167,7 @@ def test_train_writes_every_artefact(finished_run, small_data):
     assert set(saved["train"]) == {"accuracy", "loss"}  # the kept model on the clean train split
     assert saved["schedule"] == "cosine" and saved["warmup_epochs"] == 1.0
     assert saved["early_stopping"] is None and saved["stopped_early"] is False
+    assert saved["lr"] == 5e-3 and saved["gain_db"] == 0.0  # the default recipe
     assert result["test"]["accuracy"] == saved["test"]["accuracy"]
     rows = _history(out)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -187,7 +188,7 @@ def test_finished_run_is_a_no_op_and_settings_must_match(finished_run, small_dat
     assert again["already_finished"] and again["test"] == result["test"]
     assert "already finished" in capsys.readouterr().out
     assert (out / "metrics.json").stat().st_mtime_ns == before
-    with pytest.raises(ValueError, match=r"different settings \(lr: 0.001 -> 0.01\)"):
+    with pytest.raises(ValueError, match=r"different settings \(lr: 0.005 -> 0.01\)"):
         train("qcnn6", small_data, out_dir=out, epochs=2, seed=1, lr=0.01, **TINY)
 
 
@@ -439,6 +440,8 @@ def test_schedule_and_callback_argument_errors(small_data, finished_run, tmp_pat
         train("qcnn6", small_data, out_dir=tmp_path, warmup_epochs=30, epochs=20)
     with pytest.raises(ValueError, match="early_stopping must be a positive number.*got 0"):
         train("qcnn6", small_data, out_dir=tmp_path, early_stopping=0)
+    with pytest.raises(ValueError, match=r"gain_db must be a number >= 0 \(dB, 0 = off\)"):
+        train("qcnn6", small_data, out_dir=tmp_path, gain_db=-3)
     with pytest.raises(TypeError, match=r"callbacks\[1\] is a str, not a keras.callbacks"):
         train("qcnn6", small_data, out_dir=tmp_path, callbacks=[keras.callbacks.History(), "x"])
     with pytest.raises(TypeError, match="callbacks must be a list"):
@@ -486,6 +489,7 @@ def test_parse_options():
         (["--schedule", "linear"], "Invalid value for '--schedule'"),
         (["--warmup-epochs", "-1"], "Invalid value for '--warmup-epochs'"),
         (["--early-stopping", "0"], "Invalid value for '--early-stopping'"),
+        (["--gain-db", "-1"], "Invalid value for '--gain-db'"),
         (
             ["--warmup-epochs", "30"],
             "Invalid value for --warmup-epochs: 30 warm-up epochs is longer than the run",

@@ -17,6 +17,7 @@ import click
 from keras_quaternion.training.recipe import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
+    DEFAULT_GAIN_DB,
     DEFAULT_LR,
     DEFAULT_WARMUP_EPOCHS,
 )
@@ -435,6 +436,13 @@ def dataset_cli_options(func):
     help="Mixup Beta alpha (0 = off).",
 )
 @click.option(
+    "--gain-db",
+    type=click.FloatRange(0, 100),
+    default=DEFAULT_GAIN_DB,
+    show_default=True,
+    help="Random level change of each training clip, uniform in ±this many dB (0 = off).",
+)
+@click.option(
     "--restart", is_flag=True, help="Discard the checkpoint in --out and train from scratch."
 )
 @shared_option("quiet")
@@ -459,6 +467,7 @@ def train_command(
     strategy,
     spec_augment,
     mixup,
+    gain_db,
     restart,
     quiet,
     data_dir,
@@ -528,6 +537,7 @@ def train_command(
             resume=not restart,
             spec_augment=spec_augment,
             mixup=mixup,
+            gain_db=gain_db,
             verbose=0 if quiet else 1,
         )
     except (ValueError, TypeError, FileNotFoundError) as err:

@@ -71,6 +71,7 @@ from keras_quaternion.training.pipeline import PreparedData
 from keras_quaternion.training.recipe import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
+    DEFAULT_GAIN_DB,
     DEFAULT_LR,
     DEFAULT_WARMUP_EPOCHS,
     Recipe,
@@ -121,6 +122,7 @@ def train(
     resume: bool = True,
     spec_augment: bool = False,
     mixup: float = 0.0,
+    gain_db: float = DEFAULT_GAIN_DB,
     model_name: str | None = None,
     verbose: int = 1,
     extra_info: dict | None = None,
@@ -168,6 +170,8 @@ def train(
             deleting it).
         spec_augment: SpecAugment-style masking of training batches.
         mixup: mixup Beta alpha for training batches (0 = off).
+        gain_db: random level change of each training example: its log-mel moves by a
+            uniform offset in ``[-gain_db, gain_db]`` dB (0 = off).
         model_name: name recorded in ``metrics.json`` (default: the registry name or
             ``model.name``).
         verbose: 0 silent, 1 progress bar + one line per epoch (bar only on a terminal), 2 one
@@ -210,6 +214,7 @@ def train(
         seed=seed,
         spec_augment=spec_augment,
         mixup=mixup,
+        gain_db=gain_db,
     )
     extra = check_callbacks(callbacks)
     _check_data(prepared, recipe)
@@ -661,6 +666,7 @@ def _train_epoch(run: _Run, epoch: int, callbacks) -> dict:
         mixup=recipe.mixup,
         one_hot=run.one_hot,
         drop_remainder=True,
+        gain_db=recipe.gain_db,
     )
     progress = run.verbose == 1
     if isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy):

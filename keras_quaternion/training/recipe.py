@@ -28,6 +28,7 @@ from keras_quaternion.training.schedules import DEFAULT_SCHEDULE, check_schedule
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_EPOCHS",
+    "DEFAULT_GAIN_DB",
     "DEFAULT_LR",
     "DEFAULT_WARMUP_EPOCHS",
     "Recipe",
@@ -36,8 +37,9 @@ __all__ = [
 
 DEFAULT_EPOCHS = 20
 DEFAULT_BATCH_SIZE = 32
-DEFAULT_LR = 1e-3
+DEFAULT_LR = 5e-3
 DEFAULT_WARMUP_EPOCHS = 1.0
+DEFAULT_GAIN_DB = 0.0
 
 
 def check_positive_int(value, name: str) -> int:
@@ -72,6 +74,8 @@ class Recipe:
         seed: seeds the weights, the shuffle order, dropout and the augmentation.
         spec_augment: SpecAugment-style masking of training batches.
         mixup: mixup Beta alpha for training batches (0 = off).
+        gain_db: random level change of each training example, uniform in
+            ``[-gain_db, gain_db]`` dB (0 = off).
 
     Raises:
         ValueError: a setting outside its range (the message names it and what is allowed).
@@ -86,6 +90,7 @@ class Recipe:
     seed: int = 0
     spec_augment: bool = False
     mixup: float = 0.0
+    gain_db: float = DEFAULT_GAIN_DB
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -108,8 +113,15 @@ class Recipe:
             set_(self, "early_stopping", int(self.early_stopping))
         if not (isinstance(self.mixup, numbers.Real) and self.mixup >= 0):
             raise ValueError(f"mixup must be a number >= 0 (0 = off), got {self.mixup!r}.")
+        if not (
+            isinstance(self.gain_db, numbers.Real)
+            and math.isfinite(self.gain_db)
+            and self.gain_db >= 0
+        ):
+            raise ValueError(f"gain_db must be a number >= 0 (dB, 0 = off), got {self.gain_db!r}.")
         set_(self, "lr", float(self.lr))
         set_(self, "mixup", float(self.mixup))
+        set_(self, "gain_db", float(self.gain_db))
         set_(self, "seed", int(self.seed))
         set_(self, "spec_augment", bool(self.spec_augment))
 

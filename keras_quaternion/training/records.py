@@ -53,6 +53,7 @@ RESUME_KEYS = (
     "alpha",
     "spec_augment",
     "mixup",
+    "gain_db",
     "params",
 )
 
