@@ -1,6 +1,7 @@
 """Distribution strategies for real: MirroredStrategy over two logical CPU devices, and
 MultiWorkerMirroredStrategy as two local worker processes on 127.0.0.1."""
 
+import csv
 import json
 import os
 import socket
@@ -78,9 +79,19 @@ MIRRORED_SCRIPT = textwrap.dedent(
     assert strategy.num_replicas_in_sync == 2, strategy.extended.worker_devices
     data = prepare("synthetic", clip_seconds=0.5, n_mels=32, cache_dir=sys.argv[1],
                    dataset_options={"samples_per_class": 6}, progress=False)
+    import keras
+
+    class Epochs(keras.callbacks.Callback):
+        seen = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen.append([epoch, logs["lr"]])
+
     result = train("qcnn6", data, width=0.0625, epochs=2, batch_size=8, strategy=strategy,
-                   out_dir=sys.argv[2], verbose=0)
-    print("RESULT " + json.dumps({k: result[k] for k in ("replicas", "strategy", "epochs", "test")}))
+                   out_dir=sys.argv[2], verbose=0, schedule="plateau", warmup_epochs=0.5,
+                   early_stopping=5, callbacks=[Epochs()])
+    keys = ("replicas", "strategy", "epochs", "test", "schedule")
+    print("RESULT " + json.dumps({**{k: result[k] for k in keys}, "seen": Epochs.seen}))
     """
 )
 
@@ -99,7 +110,9 @@ def test_mirrored_strategy_on_two_logical_cpus(repo_root, cache_dir, tmp_path):
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
     result = json.loads(line[len("RESULT ") :])
     assert result["replicas"] == 2 and result["strategy"] == "mirrored"
-    assert result["epochs"] == 2
+    assert result["epochs"] == 2 and result["schedule"] == "plateau"
+    assert [epoch for epoch, _ in result["seen"]] == [0, 1]  # the Keras callback saw both
+    assert result["seen"][0][1] == pytest.approx(5e-3)  # warmed up to the default peak rate
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["replicas"] == 2
     # the saved model loads in a plain (one-device) process and reproduces the test score
@@ -137,6 +150,12 @@ def test_multiworker_strategy_with_two_local_workers(repo_root, cache_dir, tmp_p
         "2",
         "--strategy",
         "multiworker",
+        "--schedule",
+        "cosine",
+        "--warmup-epochs",
+        "0.5",
+        "--early-stopping",
+        "3",
         "--cache-dir",
         str(cache_dir),
         "--out",
@@ -171,5 +190,9 @@ def test_multiworker_strategy_with_two_local_workers(repo_root, cache_dir, tmp_p
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["strategy"] == "multiworker"
     assert metrics["replicas"] == 2 and metrics["epochs"] == 2
+    assert metrics["schedule"] == "cosine" and metrics["early_stopping"] == 3
+    with open(out / "history.csv", newline="") as f:
+        rates = [float(row["lr"]) for row in csv.DictReader(f)]
+    assert rates[1] < rates[0]  # the cosine decay ran in the multi-worker loop
     model = keras.models.load_model(out / "model.keras")
     assert model.output_shape == (None, 10)

@@ -124,7 +124,7 @@ def test_prepare_synthetic_caches_and_second_call_does_not_decode(tmp_path, monk
 
 def test_cache_and_checkpoint_files_get_the_umask_mode_not_0600(tmp_path):
     """Regression: cache .npy and checkpoint .npz files were created 0o600 (mkstemp's mode)."""
-    from keras_quaternion.training.loop import _Checkpointer
+    from keras_quaternion.training.checkpoint import Checkpointer as _Checkpointer
 
     old = os.umask(0o027)  # neither mkstemp's 0o600 nor the usual 0o644
     try:
@@ -365,6 +365,23 @@ def test_spec_augment_masks_stripes_with_the_mean():
         [xb.numpy() for xb, _ in data.tf_dataset("train", 8, shuffle=False, spec_augment=True)]
     )
     np.testing.assert_array_equal(aug, again)  # deterministic given seed and epoch
+
+
+@pytest.mark.parametrize("channels", [4, 1])
+def test_gain_moves_each_examples_log_mel_by_one_offset(channels):
+    data = _toy(n=16, frames=20, mels=8)
+    kw = {"channels": channels, "shuffle": False}
+    plain = np.concatenate([xb.numpy() for xb, _ in data.tf_dataset("train", 8, **kw)])
+    aug = np.concatenate([xb.numpy() for xb, _ in data.tf_dataset("train", 8, gain_db=6, **kw)])
+    offset = aug[..., 0] - plain[..., 0]  # [examples, frames, mels]
+    per_example = offset[:, :1, :1]
+    np.testing.assert_allclose(offset, np.broadcast_to(per_example, offset.shape), atol=1e-4)
+    assert np.all(np.abs(per_example) <= 6) and np.ptp(per_example) > 1  # spread over ±6 dB
+    np.testing.assert_array_equal(aug[..., 1:], plain[..., 1:])  # deltas keep their values
+    again = np.concatenate([xb.numpy() for xb, _ in data.tf_dataset("train", 8, gain_db=6, **kw)])
+    np.testing.assert_array_equal(aug, again)  # deterministic given seed and epoch
+    with pytest.raises(ValueError, match="gain_db .* must be >= 0, got -1.0"):
+        data.tf_dataset("train", 8, gain_db=-1)
 
 
 def test_mixup_mixes_inputs_and_labels_with_the_same_lambda():

@@ -32,6 +32,7 @@ from keras_quaternion.training import (
 )
 from keras_quaternion.training import accuracy as kq_accuracy
 from keras_quaternion.training.cli import eval_command, parse_options, train_command
+from keras_quaternion.training.schedules import make_schedule, plateau_scale
 
 TINY = {"width": 0.0625, "batch_size": 8, "verbose": 0}
 
@@ -163,6 +164,10 @@ def test_train_writes_every_artefact(finished_run, small_data):
     )
     assert saved["macs"] > 0
     assert set(saved["test"]) == {"accuracy", "loss"} and 0 <= saved["test"]["accuracy"] <= 1
+    assert set(saved["train"]) == {"accuracy", "loss"}  # the kept model on the clean train split
+    assert saved["schedule"] == "cosine" and saved["warmup_epochs"] == 1.0
+    assert saved["early_stopping"] is None and saved["stopped_early"] is False
+    assert saved["lr"] == 5e-3 and saved["gain_db"] == 0.0  # the default recipe
     assert result["test"]["accuracy"] == saved["test"]["accuracy"]
     rows = _history(out)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -183,7 +188,7 @@ def test_finished_run_is_a_no_op_and_settings_must_match(finished_run, small_dat
     assert again["already_finished"] and again["test"] == result["test"]
     assert "already finished" in capsys.readouterr().out
     assert (out / "metrics.json").stat().st_mtime_ns == before
-    with pytest.raises(ValueError, match=r"different settings \(lr: 0.001 -> 0.01\)"):
+    with pytest.raises(ValueError, match=r"different settings \(lr: 0.005 -> 0.01\)"):
         train("qcnn6", small_data, out_dir=out, epochs=2, seed=1, lr=0.01, **TINY)
 
 
@@ -293,6 +298,168 @@ def test_train_argument_errors(small_data, tmp_path):
         train("qcnn6", {"train": 1}, out_dir=tmp_path)
 
 
+# ------------------------------------------------------------- schedules and callbacks
+
+
+def test_schedules_warm_up_then_decay_hold_or_plateau():
+    cosine = make_schedule("cosine", 0.01, warmup_epochs=2, epochs=10, steps_per_epoch=5)
+    rates = [float(cosine(step)) for step in range(50)]
+    assert rates[0] == pytest.approx(0.001) and rates[9] == pytest.approx(0.01)
+    assert rates[:10] == sorted(rates[:10])  # linear warm-up
+    assert rates[10:] == sorted(rates[10:], reverse=True)  # then cosine decay
+    assert rates[-1] == pytest.approx(0.0001, rel=0.05)  # to 1 % of the peak
+    assert float(cosine(500)) == pytest.approx(0.0001)  # and stays there
+    constant = make_schedule("constant", 0.01, warmup_epochs=0, epochs=10, steps_per_epoch=5)
+    assert {round(float(constant(step)), 6) for step in range(50)} == {0.01}
+    assert plateau_scale([0.1, 0.2, 0.2, 0.2, 0.2]) == 0.5  # 3 epochs without a better score
+    assert plateau_scale([0.1] * 40) == pytest.approx(0.01)  # floor: 1 % of the peak
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Raise during the end of epoch ``at`` (0-based), before its checkpoint is written."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def _frozen_model(data):
+    """A model whose predictions barely move at a tiny learning rate (no batch norm)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(data.input_shape(1))
+    h = keras.layers.GlobalAveragePooling2D()(inputs)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h), name="frozen")
+
+
+@pytest.mark.parametrize(
+    "schedule, model, lr, epochs, kill_at",
+    [
+        ("cosine", _tiny_model, 0.01, 4, 2),
+        # a model that does not improve: the rate is halved after epoch 4 (3 epochs without a
+        # better score); the kill during epoch 5 comes after that
+        ("plateau", _frozen_model, 1e-9, 6, 4),
+    ],
+)
+def test_schedule_resumes_where_it_stopped(
+    small_data, tmp_path, schedule, model, lr, epochs, kill_at
+):
+    kw = {
+        "batch_size": 8,
+        "verbose": 0,
+        "seed": 3,
+        "epochs": epochs,
+        "schedule": schedule,
+        "lr": lr,
+    }
+    straight = train(model(small_data), small_data, out_dir=tmp_path / "a", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            model(small_data),
+            small_data,
+            out_dir=tmp_path / "b",
+            callbacks=[_Interrupt(at=kill_at)],
+            **kw,
+        )
+    assert len(_history(tmp_path / "b")) == kill_at  # killed during epoch kill_at + 1
+    resumed = train(model(small_data), small_data, out_dir=tmp_path / "b", **kw)
+    assert resumed["resumed_from"] == kill_at
+    a, b = _history(tmp_path / "a"), _history(tmp_path / "b")
+    for key in ("lr", "loss", "val_loss"):
+        np.testing.assert_allclose(
+            [float(r[key]) for r in b], [float(r[key]) for r in a], rtol=1e-4, err_msg=key
+        )
+    rates = [float(r["lr"]) for r in a]
+    assert rates[-1] < max(rates)  # the rate went down
+    if schedule == "plateau":
+        assert rates[-1] == pytest.approx(lr / 2)
+    assert resumed["test"]["loss"] == pytest.approx(straight["test"]["loss"], rel=1e-4)
+
+
+def test_early_stopping_stops_and_a_rerun_is_finished(small_data, tmp_path, capsys):
+    kw = {"batch_size": 8, "verbose": 0, "lr": 1e-9, "early_stopping": 2, "epochs": 10}
+    result = train(_frozen_model(small_data), small_data, out_dir=tmp_path, **kw)
+    assert result["stopped_early"] and result["epochs"] == 3 and result["max_epochs"] == 10
+    assert result["validation"]["best_epoch"] == 1 and result["early_stopping"] == 2
+    state = json.loads((tmp_path / "checkpoint" / "checkpoint.json").read_text())
+    assert state["finished"] and state["stopped_early"]
+    again = train(_frozen_model(small_data), small_data, out_dir=tmp_path, **{**kw, "verbose": 2})
+    assert again["already_finished"] and "stopped early" in capsys.readouterr().out
+
+
+class _Recorder(keras.callbacks.Callback):
+    def __init__(self, stop_after=None):
+        super().__init__()
+        self.calls, self.batches, self.stop_after = [], 0, stop_after
+
+    def on_train_begin(self, logs=None):
+        self.calls.append("begin")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append((epoch, sorted(logs)))
+        if epoch == self.stop_after:
+            self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+    def on_train_end(self, logs=None):
+        self.calls.append("end")
+
+
+def test_keras_callbacks_see_every_epoch_and_can_stop_the_run(small_data, tmp_path):
+    recorder = _Recorder(stop_after=1)
+    csv_log = keras.callbacks.CSVLogger(str(tmp_path / "keras_log.csv"))
+    result = train(
+        _tiny_model(small_data),
+        small_data,
+        out_dir=tmp_path / "run",
+        epochs=4,
+        batch_size=8,
+        verbose=0,
+        callbacks=[recorder, csv_log],
+    )
+    assert recorder.calls[0] == "begin" and recorder.calls[-1] == "end"
+    epochs = [c for c in recorder.calls if isinstance(c, tuple)]
+    assert [e for e, _ in epochs] == [0, 1]  # stopped by the callback after epoch 2
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr"} <= set(epochs[0][1])
+    assert recorder.batches == 2 * (small_data.sizes()["train"] // 8)  # batch hooks relayed
+    assert result["epochs"] == 2 and result["stopped_early"]
+    assert len((tmp_path / "keras_log.csv").read_text().splitlines()) == 3  # header + 2 epochs
+
+
+def test_schedule_and_callback_argument_errors(small_data, finished_run, tmp_path):
+    with pytest.raises(ValueError, match="schedule='linear' is not a learning-rate schedule"):
+        train("qcnn6", small_data, out_dir=tmp_path, schedule="linear")
+    with pytest.raises(ValueError, match="warmup_epochs must be a number >= 0.*got -1"):
+        train("qcnn6", small_data, out_dir=tmp_path, warmup_epochs=-1)
+    with pytest.raises(ValueError, match="warmup_epochs=30 is longer than the run"):
+        train("qcnn6", small_data, out_dir=tmp_path, warmup_epochs=30, epochs=20)
+    with pytest.raises(ValueError, match="early_stopping must be a positive number.*got 0"):
+        train("qcnn6", small_data, out_dir=tmp_path, early_stopping=0)
+    with pytest.raises(ValueError, match=r"gain_db must be a number >= 0 \(dB, 0 = off\)"):
+        train("qcnn6", small_data, out_dir=tmp_path, gain_db=-3)
+    with pytest.raises(TypeError, match=r"callbacks\[1\] is a str, not a keras.callbacks"):
+        train("qcnn6", small_data, out_dir=tmp_path, callbacks=[keras.callbacks.History(), "x"])
+    with pytest.raises(TypeError, match="callbacks must be a list"):
+        train("qcnn6", small_data, out_dir=tmp_path, callbacks=keras.callbacks.History())
+    no_validation = PreparedData.from_arrays(
+        {
+            s: small_data.arrays(s) if s != "validation" else (np.zeros((0, 51, 32, 4)), [])
+            for s in ("train", "validation", "test")
+        },
+        class_names=small_data.class_names,
+    )
+    with pytest.raises(ValueError, match="early_stopping=3 watch the validation score"):
+        train("qcnn6", no_validation, out_dir=tmp_path, early_stopping=3)
+    out, _ = finished_run
+    with pytest.raises(ValueError, match=r"different settings \(schedule: 'cosine' -> 'plateau'\)"):
+        train("qcnn6", small_data, out_dir=out, epochs=2, seed=1, schedule="plateau", **TINY)
+
+
 # --------------------------------------------------------------------------------- CLI
 
 
@@ -319,6 +486,14 @@ def test_parse_options():
         (["--epochs", "0"], "Invalid value for '--epochs'"),
         (["--width", "9"], "Invalid value for '--width'"),
         (["--strategy", "tpu"], "Invalid value for '--strategy'"),
+        (["--schedule", "linear"], "Invalid value for '--schedule'"),
+        (["--warmup-epochs", "-1"], "Invalid value for '--warmup-epochs'"),
+        (["--early-stopping", "0"], "Invalid value for '--early-stopping'"),
+        (["--gain-db", "-1"], "Invalid value for '--gain-db'"),
+        (
+            ["--warmup-epochs", "30"],
+            "Invalid value for --warmup-epochs: 30 warm-up epochs is longer than the run",
+        ),
         (["--teacher", "missing.keras"], "'missing.keras' does not exist"),
         (["--option", "bogus=1", "--cache-dir", "CACHE"], "unknown option(s) ['bogus']"),
         (["--option", "novalue"], "not key=value"),

@@ -14,6 +14,15 @@ from pathlib import Path
 
 import click
 
+from keras_quaternion.training.recipe import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_GAIN_DB,
+    DEFAULT_LR,
+    DEFAULT_WARMUP_EPOCHS,
+)
+from keras_quaternion.training.schedules import DEFAULT_SCHEDULE, SCHEDULES
+
 __all__ = [
     "DEFAULT_DROPOUT",
     "DEFAULT_MODEL",
@@ -30,8 +39,6 @@ __all__ = [
 DEFAULT_MODEL = "qcnn6"
 DEFAULT_WIDTH = 0.25
 DEFAULT_DROPOUT = 0.1
-#: Epochs when ``--epochs`` is not given.
-DEFAULT_EPOCHS = 20
 
 
 def _parse_value(text: str):
@@ -118,15 +125,43 @@ SHARED_OPTIONS = {
     ),
     "batch_size": (
         ("--batch-size",),
-        dict(type=click.IntRange(1, 65536), default=32, show_default=True),
+        dict(type=click.IntRange(1, 65536), default=DEFAULT_BATCH_SIZE, show_default=True),
     ),
     "lr": (
         ("--lr",),
         dict(
             type=click.FloatRange(0, 10, min_open=True),
-            default=1e-3,
+            default=DEFAULT_LR,
             show_default=True,
-            help="Adam learning rate.",
+            help="Adam's peak learning rate (reached after the warm-up).",
+        ),
+    ),
+    "schedule": (
+        ("--schedule",),
+        dict(
+            type=click.Choice(list(SCHEDULES)),
+            default=DEFAULT_SCHEDULE,
+            show_default=True,
+            help="Learning-rate schedule after the warm-up: cosine decay to 1 % of --lr, "
+            "constant, or halved after 3 epochs without a better validation score (plateau).",
+        ),
+    ),
+    "warmup_epochs": (
+        ("--warmup-epochs",),
+        dict(
+            type=click.FloatRange(0, None),
+            default=DEFAULT_WARMUP_EPOCHS,
+            show_default=True,
+            help="Epochs of linear learning-rate warm-up (fractions allowed, 0: none).",
+        ),
+    ),
+    "early_stopping": (
+        ("--early-stopping",),
+        dict(
+            type=click.IntRange(1, None),
+            default=None,
+            metavar="N",
+            help="Stop after N epochs without a better validation score (default: off).",
         ),
     ),
     "seed": (("--seed",), dict(type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)),
@@ -449,6 +484,9 @@ def dataset_cli_options(func):
 @click.option("--epochs", type=click.IntRange(1, 100000), default=DEFAULT_EPOCHS, show_default=True)
 @shared_option("batch_size", help="Global batch size (split across replicas).")
 @shared_option("lr")
+@shared_option("schedule")
+@shared_option("warmup_epochs")
+@shared_option("early_stopping")
 @shared_option("seed")
 @click.option(
     "--out",
@@ -475,6 +513,13 @@ def dataset_cli_options(func):
     help="Mixup Beta alpha (0 = off).",
 )
 @click.option(
+    "--gain-db",
+    type=click.FloatRange(0, 100),
+    default=DEFAULT_GAIN_DB,
+    show_default=True,
+    help="Random level change of each training clip, uniform in ±this many dB (0 = off).",
+)
+@click.option(
     "--restart", is_flag=True, help="Discard the checkpoint in --out and train from scratch."
 )
 @shared_option("quiet")
@@ -488,6 +533,9 @@ def train_command(
     epochs,
     batch_size,
     lr,
+    schedule,
+    warmup_epochs,
+    early_stopping,
     seed,
     out_dir,
     teacher,
@@ -496,6 +544,7 @@ def train_command(
     strategy,
     spec_augment,
     mixup,
+    gain_db,
     restart,
     quiet,
     data_dir,
@@ -514,36 +563,17 @@ def train_command(
     0.25 on the generated 'synthetic' dataset.
     """
     if dataset == "list":
-        from keras_quaternion import datasets
-
-        for name in datasets.names():
-            click.echo(f"{name:16s} {datasets.spec(name).description}")
+        _list_datasets()
         return
     check_dataset_name(dataset)
-    out_dir = claim_out(out_dir or Path("runs") / f"{dataset}-{model or DEFAULT_MODEL}", strategy)
-    from keras_quaternion import models
-
-    if model is None:
-        model = DEFAULT_MODEL
-        width = DEFAULT_WIDTH if width is None else width
-        dropout = DEFAULT_DROPOUT if dropout is None else dropout
-    elif model not in models.names():
-        raise click.UsageError(
-            f"Unknown model {model!r}; known models: {', '.join(models.names())}."
+    model, width, model_options = _model_choice(model, width, dropout, bn)
+    out_dir = claim_out(out_dir or Path("runs") / f"{dataset}-{model}", strategy)
+    _check_teacher(teacher)
+    if warmup_epochs > epochs:
+        raise click.BadParameter(
+            f"{warmup_epochs:g} warm-up epochs is longer than the run (--epochs {epochs}).",
+            param_hint="--warmup-epochs",
         )
-    width = 1.0 if width is None else width
-    model_options = {}
-    if dropout is not None:
-        model_options["dropout"] = dropout
-    if bn is not None:
-        model_options["bn"] = bn
-    if teacher is not None:
-        if not teacher.is_file():
-            raise click.BadParameter(f"'{teacher}' does not exist.", param_hint="--teacher")
-        if teacher.suffix != ".keras":
-            raise click.BadParameter(
-                f"'{teacher}' is not a .keras model file.", param_hint="--teacher"
-            )
     dataset_options = parse_options(options, fold, split_protocol)
 
     from keras_quaternion.training.loop import is_chief, make_strategy, train
@@ -571,6 +601,9 @@ def train_command(
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
+            schedule=schedule,
+            warmup_epochs=warmup_epochs,
+            early_stopping=early_stopping,
             width=width,
             model_options=model_options,
             seed=seed,
@@ -581,21 +614,75 @@ def train_command(
             resume=not restart,
             spec_augment=spec_augment,
             mixup=mixup,
+            gain_db=gain_db,
             verbose=0 if quiet else 1,
         )
     except (ValueError, TypeError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
+    role = "" if is_chief(strat) else " [non-chief worker: files written by the chief]"
+    click.echo(summary_line(result, out_dir) + role)
+
+
+def _list_datasets() -> None:
+    from keras_quaternion import datasets
+
+    for name in datasets.names():
+        click.echo(f"{name:16s} {datasets.spec(name).description}")
+
+
+def _model_choice(model, width, dropout, bn):
+    """``(model, width, model_options)`` from --model, --width, --dropout and --bn.
+
+    Without --model: the default model, width and dropout; a named model keeps width 1.0 and
+    PANNs' dropout unless told otherwise.
+    """
+    from keras_quaternion import models
+
+    if model is None:
+        model = DEFAULT_MODEL
+        width = DEFAULT_WIDTH if width is None else width
+        dropout = DEFAULT_DROPOUT if dropout is None else dropout
+    elif model not in models.names():
+        raise click.UsageError(
+            f"Unknown model {model!r}; known models: {', '.join(models.names())}."
+        )
+    model_options = {}
+    if dropout is not None:
+        model_options["dropout"] = dropout
+    if bn is not None:
+        model_options["bn"] = bn
+    return model, 1.0 if width is None else width, model_options
+
+
+def _check_teacher(teacher) -> None:
+    if teacher is None:
+        return
+    if not teacher.is_file():
+        raise click.BadParameter(f"'{teacher}' does not exist.", param_hint="--teacher")
+    if teacher.suffix != ".keras":
+        raise click.BadParameter(f"'{teacher}' is not a .keras model file.", param_hint="--teacher")
+
+
+def summary_line(result: dict, out_dir) -> str:
+    """kq-train's last line: the test score, the model, the data, the epochs and the folder.
+
+    Example:
+        >>> print(summary_line({"test": {"accuracy": 0.95}, "model": "qcnn6", "params": 73722,
+        ...     "macs": 71.0e6, "dataset": "fsdd", "epochs": 12, "seconds": 95.2,
+        ...     "stopped_early": True}, "runs/fsdd-qcnn6"))
+        Test accuracy 0.9500 | qcnn6 (73,722 params, 71.0 M MACs/clip) | fsdd | 12 epochs (early stop), 95 s training | out: runs/fsdd-qcnn6
+    """  # noqa: E501
     test = result.get("test", {})
     name = "mAP" if "mAP" in test else "accuracy"
     value = test.get(name)
     shown = "n/a (empty test split)" if value is None else f"{value:.4f}"
     macs = result.get("macs")
     macs_text = "" if macs is None else f", {macs / 1e6:.1f} M MACs/clip"
-    role = "" if is_chief(strat) else " [non-chief worker: files written by the chief]"
-    click.echo(
+    stop = " (early stop)" if result.get("stopped_early") else ""
+    return (
         f"Test {name} {shown} | {result['model']} ({result['params']:,} params{macs_text}) | "
-        f"{result['dataset']} | {result['epochs']} epochs, {result['seconds']:.0f} s training | "
-        f"out: {out_dir}{role}"
+        f"{result['dataset']} | {result['epochs']} epochs{stop}, {result['seconds']:.0f} s "
+        f"training | out: {out_dir}"
     )
 
 

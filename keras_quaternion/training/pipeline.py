@@ -390,6 +390,7 @@ class PreparedData:
         one_hot: bool = False,
         epoch: int = 0,
         drop_remainder: bool = False,
+        gain_db: float = 0.0,
     ):
         """A batched ``tf.data.Dataset`` of ``(features, labels)`` for one split.
 
@@ -413,6 +414,10 @@ class PreparedData:
                 ``mixup > 0``); the training loop uses it for every split when mixup is on.
             epoch: changes the shuffle order and augmentation draws per epoch.
             drop_remainder: drop the last partial batch.
+            gain_db: random level changes (``0`` = off): each example's log-mel component
+                (channel 0, in dB) moves by an offset drawn uniformly from
+                ``[-gain_db, gain_db]``, as if recorded louder or softer; the deltas do not
+                change with the level.
 
         Returns:
             ``tf.data.Dataset`` yielding ``float32 [B, frames, mels, channels]`` and labels
@@ -420,7 +425,7 @@ class PreparedData:
 
         Raises:
             ValueError: unknown split, empty split, bad ``batch_size`` / ``channels`` /
-                ``mixup``.
+                ``mixup`` / ``gain_db``.
         """
         import tensorflow as tf
 
@@ -433,6 +438,11 @@ class PreparedData:
         mixup = float(mixup)
         if not (math.isfinite(mixup) and mixup >= 0):
             raise ValueError(f"mixup (the Beta alpha) must be >= 0, got {mixup!r}.")
+        gain_db = float(gain_db)
+        if not (math.isfinite(gain_db) and gain_db >= 0):
+            raise ValueError(
+                f"gain_db (the largest level change, dB) must be >= 0, got {gain_db!r}."
+            )
         x, y = self.features[split], self.labels[split]
         n = len(y)
         if n == 0:
@@ -465,13 +475,15 @@ class PreparedData:
             ds = ds.shuffle(n, seed=epoch_seed, reshuffle_each_iteration=False)
         ds = ds.batch(int(batch_size), drop_remainder=bool(drop_remainder) and n >= batch_size)
         ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if spec_augment or mixup > 0:
+        if spec_augment or mixup > 0 or gain_db > 0:
             width_t = max(1, int(round(frames * 64 / 1001)))
             width_f = max(1, mels // 8)
 
             def augment(batch_index, batch):
                 xb, yb = batch
                 key = tf.stack([tf.constant(epoch_seed, tf.int64), batch_index])
+                if gain_db > 0:
+                    xb = _gain(xb, key + 4241, gain_db)
                 if spec_augment:
                     xb = _spec_augment(xb, key, width_t, width_f)
                 if mixup > 0:
@@ -530,6 +542,18 @@ def _spec_augment(xb, key, width_t: int, width_f: int):
     freq_mask = _stripes(key + 101, batch, mels, width_f, 2)[:, tf.newaxis, :, tf.newaxis]
     fill = tf.reduce_mean(xb, axis=[1, 2], keepdims=True)
     return tf.where(time_mask | freq_mask, fill, xb)
+
+
+def _gain(xb, key, gain_db: float):
+    """Add a uniform random offset in ``[-gain_db, gain_db]`` dB to each example's channel 0."""
+    import tensorflow as tf
+
+    batch, channels = tf.shape(xb)[0], xb.shape[-1]
+    offset = tf.random.stateless_uniform(
+        (batch, 1, 1, 1), seed=key, minval=-gain_db, maxval=gain_db
+    )
+    first = tf.reshape(tf.one_hot(0, channels, dtype=xb.dtype), (1, 1, 1, channels))
+    return xb + offset * first
 
 
 def _mixup(xb, yb, key, alpha: float):

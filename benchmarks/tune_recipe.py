@@ -1,0 +1,190 @@
+"""The experiments behind the default training recipe (docs/training.md, "The default recipe").
+
+Trains ``qcnn6`` at width 0.25 on FSDD's speaker-independent split (train: jackson, nicolas,
+lucas, yweweler; validation: george; test: theo) with one recipe per row of :data:`TRIALS`,
+each a change to the recipe on ``main`` (:data:`BASE`) or to a later one, and writes a table of
+what each gave on the **training** split (scored without augmentation, to show underfitting)
+and the **validation** split, then a second table: validation accuracy when every validation
+clip is made softer or louder (:data:`LEVELS`), for the trials of :data:`LEVEL_TRIALS`. The
+test split is not shown: choosing on it would make the chosen recipe's test score optimistic.
+
+    python benchmarks/tune_recipe.py --data-dir ../shared/data/fsdd --out build/tune \\
+        --table build/figures/tune_recipe.md                 # about an hour on 2 CPU cores
+    python benchmarks/tune_recipe.py --data-dir ../shared/data/fsdd --only cosine,cos-lr5e-3
+
+Each run is a ``train()`` output folder under ``--out``; a finished run is read back, not
+trained again, so the script can be stopped and rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+#: The recipe on ``main`` before this study: constant Adam 1e-3, batch 32, dropout 0.1, 20 epochs.
+BASE = {
+    "epochs": 20,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "schedule": "constant",
+    "warmup_epochs": 0,
+    "dropout": 0.1,
+    "spec_augment": False,
+    "mixup": 0.0,
+    "gain_db": 0.0,
+}
+COSINE3 = {"schedule": "cosine", "warmup_epochs": 1, "lr": 3e-3}
+COSINE5 = {**COSINE3, "lr": 5e-3}
+COSINE10 = {**COSINE3, "lr": 1e-2}
+
+#: ``(name, what changed, settings on top of BASE)``, in the order they were tried.
+TRIALS = [
+    ("main", "the recipe on main (constant 1e-3)", {}),
+    ("cosine", "warm-up 1 epoch + cosine decay", {"schedule": "cosine", "warmup_epochs": 1}),
+    ("cos-lr3e-3", "cosine, peak lr 3e-3", COSINE3),
+    ("cos-lr3e-3-sa", "cosine 3e-3 + SpecAugment", {**COSINE3, "spec_augment": True}),
+    (
+        "cos-lr3e-3-sa-mix",
+        "cosine 3e-3 + SpecAugment + mixup 0.2",
+        {**COSINE3, "spec_augment": True, "mixup": 0.2},
+    ),
+    ("cos-lr3e-3-mix", "cosine 3e-3 + mixup 0.2", {**COSINE3, "mixup": 0.2}),
+    ("cos-lr1e-2", "cosine, peak lr 1e-2", COSINE10),
+    ("cos-lr3e-3-bs64", "cosine 3e-3, batch 64", {**COSINE3, "batch_size": 64}),
+    ("cos-lr1e-2-drop0.2", "cosine 1e-2, dropout 0.2", {**COSINE10, "dropout": 0.2}),
+    ("cos-lr1e-2-drop0", "cosine 1e-2, no dropout", {**COSINE10, "dropout": 0.0}),
+    ("cos-lr3e-2", "cosine, peak lr 3e-2", {**COSINE10, "lr": 3e-2}),
+    ("cos-lr1e-2-seed1", "cosine 1e-2, seed 1 (noise check)", {**COSINE10, "seed": 1}),
+    ("cos-lr3e-3-seed1", "cosine 3e-3, seed 1", {**COSINE3, "seed": 1}),
+    ("cos-lr5e-3", "cosine, peak lr 5e-3 (**chosen**)", COSINE5),
+    ("cos-lr5e-3-seed1", "cosine 5e-3, seed 1", {**COSINE5, "seed": 1}),
+    ("cos-lr5e-3-gain12", "cosine 5e-3 + level changes ±12 dB", {**COSINE5, "gain_db": 12.0}),
+    (
+        "cos-lr5e-3-gain12-seed1",
+        "cosine 5e-3 + level changes ±12 dB, seed 1",
+        {**COSINE5, "gain_db": 12.0, "seed": 1},
+    ),
+]
+
+#: Level changes (dB) applied to every validation clip for the second table.
+LEVELS = (-12, -6, 0, 6, 12)
+LEVEL_TRIALS = ("cos-lr5e-3", "cos-lr5e-3-seed1", "cos-lr5e-3-gain12", "cos-lr5e-3-gain12-seed1")
+
+
+def run_trial(name: str, changes: dict, prepared, out: Path, seed: int) -> dict:
+    """Train one trial (or read its finished run) and return its ``metrics.json``."""
+    from keras_quaternion.training import train
+
+    settings = {**BASE, **changes}
+    dropout = settings.pop("dropout")
+    seed = settings.pop("seed", seed)
+    return train(
+        "qcnn6",
+        prepared,
+        out_dir=out / name,
+        width=0.25,
+        model_options={"dropout": dropout},
+        seed=seed,
+        verbose=0,
+        **settings,
+    )
+
+
+def _row(name: str, what: str, metrics: dict, history: list[dict]) -> str:
+    last = history[-1] if history else {}
+    return (
+        f"| `{name}` | {what} | {metrics['train']['accuracy']:.3f} | "
+        f"{metrics['validation']['accuracy']:.3f} (epoch {metrics['validation']['best_epoch']}) | "
+        f"{float(last.get('val_accuracy', 'nan')):.3f} | {metrics['seconds']:.0f} s |"
+    )
+
+
+def table(results: list[tuple[str, str, dict, list]]) -> str:
+    """The Markdown table of the trials."""
+    lines = [
+        "| trial | change | train accuracy | best validation accuracy | last-epoch validation "
+        "| training |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [_row(*item) for item in results]
+    return "\n".join(lines) + "\n"
+
+
+def level_table(prepared, out: Path) -> str:
+    """Validation accuracy of :data:`LEVEL_TRIALS` with every clip moved by each level."""
+    import numpy as np
+
+    from keras_quaternion.training import PreparedData, load_model
+    from keras_quaternion.training.evaluation import predict
+    from keras_quaternion.training.metrics import accuracy
+
+    x, y = prepared.arrays("validation")
+    head = " | ".join(f"{level:+d} dB" for level in LEVELS)
+    lines = [f"| trial | {head} | mean |", "|---|" + "---|" * (len(LEVELS) + 1)]
+    for name in LEVEL_TRIALS:
+        model = load_model(out / name / "model.keras")
+        accs = []
+        for level in LEVELS:
+            moved = np.array(x)
+            moved[..., 0] += level  # the log-mel component, in dB
+            data = PreparedData.from_arrays(
+                {s: (moved, y) for s in ("train", "validation", "test")},
+                class_names=prepared.class_names,
+            )
+            accs.append(accuracy(y, predict(model, data, "validation")))
+        cells = " | ".join(f"{a:.3f}" for a in accs)
+        lines.append(f"| `{name}` | {cells} | {sum(accs) / len(accs):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _history(folder: Path) -> list[dict]:
+    with open(folder / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, required=True, help="The FSDD folder.")
+    parser.add_argument("--out", type=Path, default=Path("build/tune"), help="Run folders.")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="Feature cache folder.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default=None, help="Comma-separated trial names to run.")
+    parser.add_argument("--table", type=Path, default=None, help="Write the tables here.")
+    args = parser.parse_args(argv)
+
+    from keras_quaternion.files import atomic_write
+    from keras_quaternion.training import prepare
+
+    prepared = prepare(
+        "fsdd",
+        args.data_dir,
+        cache_dir=args.cache_dir,
+        dataset_options={"split": "speaker"},
+        progress=False,
+    )
+    chosen = set(args.only.split(",")) if args.only else None
+    results = []
+    for name, what, changes in TRIALS:
+        if chosen is not None and name not in chosen:
+            continue
+        metrics = run_trial(name, changes, prepared, args.out, args.seed)
+        results.append((name, what, metrics, _history(args.out / name)))
+        print(_row(*results[-1]), flush=True)
+    text = table(results)
+    if chosen is None or set(LEVEL_TRIALS) <= chosen:
+        text += "\nValidation accuracy with every validation clip made softer or louder:\n\n"
+        text += level_table(prepared, args.out)
+    if args.table:
+        atomic_write(args.table, text, make_parents=True)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

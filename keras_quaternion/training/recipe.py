@@ -1,0 +1,141 @@
+"""The training recipe: optimisation settings with their defaults, checked in one place.
+
+:class:`Recipe` holds what :func:`keras_quaternion.training.train` and ``kq-train`` take
+about *how* to train (epochs, batch, learning rate and its schedule, early stopping,
+augmentation, seed); its defaults are the package's default recipe, chosen on FSDD's
+speaker-independent validation split (docs/training.md, "The default recipe").
+
+Example:
+    >>> recipe = Recipe(epochs=10, lr=0.003)
+    >>> recipe.schedule, recipe.warmup_epochs, recipe.early_stopping
+    ('cosine', 1.0, None)
+    >>> Recipe(early_stopping=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: early_stopping must be a positive number of epochs (patience) or None (off), got 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+
+import numpy as np
+
+from keras_quaternion.training.schedules import DEFAULT_SCHEDULE, check_schedule
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_EPOCHS",
+    "DEFAULT_GAIN_DB",
+    "DEFAULT_LR",
+    "DEFAULT_WARMUP_EPOCHS",
+    "Recipe",
+    "check_positive_int",
+]
+
+DEFAULT_EPOCHS = 20
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_LR = 5e-3
+DEFAULT_WARMUP_EPOCHS = 1.0
+DEFAULT_GAIN_DB = 0.0
+
+
+def check_positive_int(value, name: str) -> int:
+    """``value`` as an ``int`` when it is a positive integer; else a ``ValueError`` naming it.
+
+    Example:
+        >>> check_positive_int(3, "epochs")
+        3
+        >>> check_positive_int(2.5, "epochs")
+        Traceback (most recent call last):
+        ...
+        ValueError: epochs must be a positive integer, got 2.5.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How to train: checked on creation, recorded in ``metrics.json`` and the checkpoint.
+
+    Args:
+        epochs: total epochs (a resumed run continues up to this number).
+        batch_size: global batch size.
+        lr: Adam's peak learning rate.
+        schedule: ``"cosine"``, ``"constant"`` or ``"plateau"``
+            (:mod:`~keras_quaternion.training.schedules`).
+        warmup_epochs: epochs of linear learning-rate warm-up (fractions allowed).
+        early_stopping: stop after this many epochs without a better validation score
+            (``None``: train every epoch).
+        seed: seeds the weights, the shuffle order, dropout and the augmentation.
+        spec_augment: SpecAugment-style masking of training batches.
+        mixup: mixup Beta alpha for training batches (0 = off).
+        gain_db: random level change of each training example, uniform in
+            ``[-gain_db, gain_db]`` dB (0 = off).
+
+    Raises:
+        ValueError: a setting outside its range (the message names it and what is allowed).
+    """
+
+    epochs: int = DEFAULT_EPOCHS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    lr: float = DEFAULT_LR
+    schedule: str = DEFAULT_SCHEDULE
+    warmup_epochs: float = DEFAULT_WARMUP_EPOCHS
+    early_stopping: int | None = None
+    seed: int = 0
+    spec_augment: bool = False
+    mixup: float = 0.0
+    gain_db: float = DEFAULT_GAIN_DB
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "epochs", check_positive_int(self.epochs, "epochs"))
+        set_(self, "batch_size", check_positive_int(self.batch_size, "batch_size"))
+        if not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}.")
+        schedule, warmup = check_schedule(self.schedule, self.warmup_epochs, self.epochs)
+        set_(self, "warmup_epochs", warmup)
+        if self.early_stopping is not None:
+            if (
+                isinstance(self.early_stopping, bool)
+                or not isinstance(self.early_stopping, int | np.integer)
+                or self.early_stopping < 1
+            ):
+                raise ValueError(
+                    "early_stopping must be a positive number of epochs (patience) or None "
+                    f"(off), got {self.early_stopping!r}."
+                )
+            set_(self, "early_stopping", int(self.early_stopping))
+        if not (isinstance(self.mixup, numbers.Real) and self.mixup >= 0):
+            raise ValueError(f"mixup must be a number >= 0 (0 = off), got {self.mixup!r}.")
+        if not (
+            isinstance(self.gain_db, numbers.Real)
+            and math.isfinite(self.gain_db)
+            and self.gain_db >= 0
+        ):
+            raise ValueError(f"gain_db must be a number >= 0 (dB, 0 = off), got {self.gain_db!r}.")
+        set_(self, "lr", float(self.lr))
+        set_(self, "mixup", float(self.mixup))
+        set_(self, "gain_db", float(self.gain_db))
+        set_(self, "seed", int(self.seed))
+        set_(self, "spec_augment", bool(self.spec_augment))
+
+    def settings(self) -> dict:
+        """The recipe as a JSON-ready dict (``metrics.json`` and the checkpoint's settings).
+
+        ``epochs`` is recorded as ``max_epochs``: ``metrics.json``'s ``epochs`` counts the
+        epochs trained, fewer when early stopping ends the run.
+
+        Example:
+            >>> settings = Recipe(epochs=5).settings()
+            >>> settings["max_epochs"], settings["schedule"], "epochs" in settings
+            (5, 'cosine', False)
+        """
+        settings = dataclasses.asdict(self)
+        settings["max_epochs"] = settings.pop("epochs")
+        return settings
