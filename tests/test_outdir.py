@@ -217,11 +217,12 @@ def test_two_kq_train_runs_on_one_out(repo_root, tmp_path):
     """The second run, started while the first one trains, exits 1 naming the folder and the
     first process; the first one finishes and its results are the ones in --out."""
     out = tmp_path / "run"
-    common = ["--width", "0.0625", "--epochs", "2", "--cache-dir", tmp_path / "cache", *DATA]
-    first = _kq(repo_root, "train", "--out", out, "--seed", "1", *common)
+    common = ["--width", "0.0625", "--cache-dir", tmp_path / "cache", *DATA]
+    # long enough to outlast the second command's start-up (TensorFlow's import takes seconds)
+    first = _kq(repo_root, "train", "--out", out, "--seed", "1", "--epochs", "40", *common)
     _wait_for(lambda: (out / LOCK_NAME).exists(), first, "lock")
     time.sleep(0.5)
-    second = _kq(repo_root, "train", "--out", out, "--seed", "2", *common)
+    second = _kq(repo_root, "train", "--out", out, "--seed", "2", "--epochs", "2", *common)
     stdout, stderr = second.communicate(timeout=120)
     assert second.returncode == 1, stderr
     assert f"--out '{out}' is in use by kq train (pid {first.pid} on" in stderr, stderr

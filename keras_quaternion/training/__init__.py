@@ -43,8 +43,7 @@ if _COMMAND:  # a kq-* command: load on first use (--help must not import Tensor
                 "feature_config_for",
                 "prepare",
             ),
-            "keras_quaternion.training.recipe": ("Recipe",),
-            "keras_quaternion.training.schedules": ("SCHEDULES",),
+            "keras_quaternion.training.recipe": ("Recipe", "SCHEDULES"),
             "keras_quaternion.training.strategy": ("STRATEGIES", "is_chief", "make_strategy"),
         },
     )
@@ -69,8 +68,7 @@ else:
         feature_config_for,
         prepare,
     )
-    from keras_quaternion.training.recipe import Recipe
-    from keras_quaternion.training.schedules import SCHEDULES
+    from keras_quaternion.training.recipe import SCHEDULES, Recipe
     from keras_quaternion.training.strategy import STRATEGIES, is_chief, make_strategy
 
 __all__ = [

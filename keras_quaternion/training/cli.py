@@ -19,9 +19,10 @@ from keras_quaternion.training.recipe import (
     DEFAULT_EPOCHS,
     DEFAULT_GAIN_DB,
     DEFAULT_LR,
+    DEFAULT_SCHEDULE,
     DEFAULT_WARMUP_EPOCHS,
+    SCHEDULES,
 )
-from keras_quaternion.training.schedules import DEFAULT_SCHEDULE, SCHEDULES
 
 __all__ = [
     "DEFAULT_DROPOUT",

@@ -23,8 +23,6 @@ import numbers
 
 import numpy as np
 
-from keras_quaternion.training.schedules import DEFAULT_SCHEDULE, check_schedule
-
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_EPOCHS",
@@ -56,6 +54,59 @@ def check_positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     return int(value)
+
+
+#: Learning-rate schedules ``--schedule`` accepts (built by
+#: :func:`keras_quaternion.training.schedules.make_schedule`).
+SCHEDULES = ("cosine", "constant", "plateau")
+DEFAULT_SCHEDULE = "cosine"
+
+
+def check_schedule(schedule, warmup_epochs, epochs) -> tuple[str, float]:
+    """Check a schedule name and its warm-up; return them (the warm-up as a float).
+
+    Args:
+        schedule: one of :data:`SCHEDULES`.
+        warmup_epochs: epochs of linear warm-up, a number ``>= 0`` (fractions allowed).
+        epochs: the run's epochs; the warm-up may not be longer (as long: no decay is left).
+
+    Raises:
+        ValueError: an unknown name, a negative or non-numeric warm-up, or a warm-up longer than
+            the run.
+
+    Example:
+        >>> check_schedule("cosine", 2, epochs=20)
+        ('cosine', 2.0)
+        >>> check_schedule("linear", 1, epochs=20)
+        Traceback (most recent call last):
+        ...
+        ValueError: schedule='linear' is not a learning-rate schedule; choose one of 'cosine', 'constant', 'plateau'.
+        >>> check_schedule("cosine", -1, epochs=20)
+        Traceback (most recent call last):
+        ...
+        ValueError: warmup_epochs must be a number >= 0 (epochs of linear warm-up), got -1.
+    """  # noqa: E501
+    if not isinstance(schedule, str) or schedule not in SCHEDULES:
+        allowed = ", ".join(repr(s) for s in SCHEDULES)
+        raise ValueError(
+            f"schedule={schedule!r} is not a learning-rate schedule; choose one of {allowed}."
+        )
+    if (
+        isinstance(warmup_epochs, bool)
+        or not isinstance(warmup_epochs, numbers.Real)
+        or not math.isfinite(warmup_epochs)
+        or warmup_epochs < 0
+    ):
+        raise ValueError(
+            "warmup_epochs must be a number >= 0 (epochs of linear warm-up), got "
+            f"{warmup_epochs!r}."
+        )
+    if warmup_epochs > epochs:
+        raise ValueError(
+            f"warmup_epochs={warmup_epochs!r} is longer than the run (epochs={epochs}); use at "
+            "most as many warm-up epochs as epochs."
+        )
+    return schedule, float(warmup_epochs)
 
 
 @dataclasses.dataclass(frozen=True)
