@@ -104,8 +104,8 @@ def variable_list(net, trainer) -> tuple[list, list]:
         >>> net.compile(optimizer="adam", loss="mse")
         >>> net.optimizer.build(net.trainable_variables)
         >>> model_vars, opt_vars = variable_list(net, net)
-        >>> len(model_vars), [v.path for v in opt_vars][:2]
-        (2, ['adam/iteration', 'adam/learning_rate'])
+        >>> len(model_vars), [v.path.split("/")[-1] for v in opt_vars][:2]
+        (2, ['iteration', 'learning_rate'])
     """
     model_vars = list(net.weights)
     seen = {id(v) for v in model_vars}
