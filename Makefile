@@ -50,10 +50,19 @@ figures-trained:
 	$(SPLICE) docs/frontend.md parity $(OUT)/parity.md
 	$(PY) benchmarks/bench_export.py --data-dir $(FSDD) --out $(OUT)/bench_export.md
 	$(SPLICE) docs/deploy.md bench_export $(OUT)/bench_export.md
-	kq-train --dataset fsdd --data-dir $(FSDD) --model qcnn6 --width 0.25 --dropout 0.1 \
-		--epochs 8 --lr 0.002 --clip-seconds 0.6 --out $(OUT)/fsdd-qcnn6 --restart
+	kq-train --dataset fsdd --data-dir $(FSDD) --out $(OUT)/fsdd-qcnn6 --restart
 	cp $(OUT)/fsdd-qcnn6/training_curves.png docs/img/training_fsdd_curves.png
 	cp $(OUT)/fsdd-qcnn6/confusion_matrix.png docs/img/training_fsdd_confusion.png
+	$(PY) benchmarks/tune_recipe.py --data-dir $(FSDD) --out $(OUT)/tune \
+		--table $(OUT)/tune_recipe.md
+	$(SPLICE) docs/training.md tune_recipe $(OUT)/tune_recipe.md
+	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
+		--out $(OUT)/qcnn_vs_cnn.md --json $(OUT)/qcnn_vs_cnn.json \
+		--plot docs/img/qcnn_vs_cnn_fsdd.png
+	$(SPLICE) docs/training.md qcnn_vs_cnn $(OUT)/qcnn_vs_cnn.md
+	$(PY) benchmarks/bench_recipe.py --data-dir $(FSDD) --work-dir $(OUT)/recipe \
+		--speaker-json $(OUT)/qcnn_vs_cnn.json --out $(OUT)/recipe.md
+	$(SPLICE) docs/training.md recipe_targets $(OUT)/recipe.md
 	$(PY) apps/paper_recipe.py --dataset fsdd --data-dir $(FSDD) --width 0.125 \
 		--n-mels 32 --layers conv_block2_conv1,conv_block3_conv1,conv_block4_conv1 \
 		--epochs 12 --finetune-epochs 2 --batch-size 64 --lr 0.003 --finetune-lr 0.001 \

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -176,7 +178,12 @@ def main(argv=None) -> int:
         metrics = run_trial(name, changes, prepared, args.out, args.seed)
         results.append((name, what, metrics, _history(args.out / name)))
         print(_row(*results[-1]), flush=True)
-    text = table(results)
+    note = (
+        f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
+        f"({os.cpu_count()} CPUs, shared: the seconds vary with the load) by "
+        "`python benchmarks/tune_recipe.py`.\n\n"
+    )
+    text = note + table(results)
     if chosen is None or set(LEVEL_TRIALS) <= chosen:
         text += "\nValidation accuracy with every validation clip made softer or louder:\n\n"
         text += level_table(prepared, args.out)

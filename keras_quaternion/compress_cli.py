@@ -26,6 +26,7 @@ from keras_quaternion.training.cli import (
     run_info,
     shared_option,
 )
+from keras_quaternion.training.recipe import DEFAULT_LR
 
 __all__ = ["distill_command", "prune_and_finetune", "prune_command"]
 
@@ -63,7 +64,7 @@ def prune_and_finetune(
     residual="group",
     seed=0,
     batch_size=32,
-    lr=5e-4,
+    lr=DEFAULT_LR,
     temperature=2.0,
     alpha=0.5,
     strategy="default",
@@ -313,7 +314,7 @@ _CTX = {"help_option_names": ["-h", "--help"]}
 @shared_option("temperature", help="Distillation temperature (with --kd).")
 @shared_option("alpha", help="Weight of the task loss in distillation (with --kd).")
 @shared_option("batch_size")
-@shared_option("lr", default=5e-4, help="Adam learning rate for fine-tuning.")
+@shared_option("lr", help="Adam's peak learning rate for fine-tuning (kq-train's default recipe).")
 @shared_option("seed", help="Seed of the 'random' method and of fine-tuning.")
 @shared_option("strategy")
 @click.option("--restart", is_flag=True, help="Discard a fine-tuning checkpoint in --out.")

@@ -521,15 +521,15 @@ def _resume(run: _Run, resume: bool):
             f"{run.out_dir} holds a run with different settings ({'; '.join(diff)}). Use another "
             "out_dir, or resume=False (--restart) to overwrite it."
         )
-    state = _restore_state(run, saved)
+    state = _saved_state(run, saved)
     left = _epochs_left(run, state)
     metrics_path = run.out_dir / "metrics.json"
     if not left and saved.get("finished") and metrics_path.is_file():
-        run.say(
-            f"{run.out_dir}: this run already finished ({state.epoch} epochs"
-            f"{', stopped early' if state.stopped_early else ''}); nothing to do. Pass --restart "
-            "(resume=False) to train again, or more --epochs to continue."
-        )
+        how = "Pass --restart (resume=False) to train again"
+        how += "." if state.stopped_early else ", or more --epochs to continue."
+        stopped = ", stopped early" if state.stopped_early else ""
+        run.say(f"{run.out_dir}: this run already finished ({state.epoch} epochs{stopped}); "
+                f"nothing to do. {how}")  # fmt: skip
         result = json.loads(metrics_path.read_text(encoding="utf-8"))
         return {
             **result,
@@ -537,6 +537,7 @@ def _resume(run: _Run, resume: bool):
             "already_finished": True,
             "resumed_from": state.epoch,
         }
+    _restore_variables(run, saved, state)
     if left:
         run.say(
             f"Resuming from epoch {state.epoch + 1} (checkpoint after epoch {state.epoch} of "
@@ -554,25 +555,28 @@ def _delete_outputs(out_dir: Path, ckpt: Checkpointer) -> None:
     shutil.rmtree(out_dir / "tb", ignore_errors=True)
 
 
-def _restore_state(run: _Run, saved: dict) -> RunState:
-    """Put the checkpoint's variables back into the model and optimizer; return its state."""
-    ckpt = run.checkpointer
-    arrays = ckpt.arrays(saved)
-    with run.strategy.scope():
-        restore(run.model_vars, arrays, "v", str(ckpt.folder))
-        restore(run.opt_vars, arrays, "o", str(ckpt.folder))
-    best_values = None
-    if any(k.startswith("b") for k in arrays):
-        best_values = [arrays[f"b{i:05d}"] for i in range(len(run.model_vars))]
+def _saved_state(run: _Run, saved: dict) -> RunState:
+    """The :class:`RunState` recorded in the checkpoint pointer (its arrays not read yet)."""
     return RunState(
         run.score_name,
         history=list(saved["history"]),
         best_score=saved.get("best_score"),
         best_epoch=int(saved.get("best_epoch", 0)),
-        best_values=best_values,
         seconds=float(saved.get("seconds", 0.0)),
         stopped_early=bool(saved.get("stopped_early", False)),
     )
+
+
+def _restore_variables(run: _Run, saved: dict, state: RunState) -> None:
+    """Put the checkpoint's variables back into the model and optimizer, and the best
+    epoch's weights into ``state``."""
+    ckpt = run.checkpointer
+    arrays = ckpt.arrays(saved)
+    with run.strategy.scope():
+        restore(run.model_vars, arrays, "v", str(ckpt.folder))
+        restore(run.opt_vars, arrays, "o", str(ckpt.folder))
+    if any(k.startswith("b") for k in arrays):
+        state.best_values = [arrays[f"b{i:05d}"] for i in range(len(run.model_vars))]
 
 
 def _epochs_left(run: _Run, state: RunState) -> int:

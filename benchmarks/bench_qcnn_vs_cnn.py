@@ -1,0 +1,295 @@
+"""Quaternion against real CNNs on real speech, at equal real width and at equal parameters.
+
+Trains each model of :data:`MODELS` with the package's default recipe on FSDD's
+speaker-independent split (train: jackson, nicolas, lucas, yweweler; validation: george; test:
+theo, a speaker no model heard) for several seeds, and reports per model the test accuracy
+(mean and sample standard deviation over the seeds, and each seed), the accuracy of the clean
+training split, parameters, MACs per clip and the size of the int8 TFLite flatbuffer, plus the
+differences that answer the question for each pair:
+
+* **equal real width**: ``qcnn6`` and ``cnn6`` at width 0.25 have the same layer widths in real
+  channels and about the same MACs; the quaternion model has a quarter of the parameters;
+* **equal parameters**: ``qcnn6`` at width 0.25 and ``cnn6`` at width 0.125 have about the same
+  parameters; the quaternion model has twice the width and four times the MACs;
+* the same two comparisons for ``qcnn10`` / ``cnn10`` (two 3x3 convolutions per block).
+
+Every model gets the same recipe (``kq-train``'s defaults, dropout included), so the
+comparison is between models, not between training settings.
+
+    python benchmarks/bench_qcnn_vs_cnn.py --data-dir ../shared/data/fsdd --out build/figures/qcnn_vs_cnn.md \\
+        --plot docs/img/qcnn_vs_cnn_fsdd.png          # about 1.5 h on 2 CPU cores
+    python benchmarks/bench_qcnn_vs_cnn.py --quick   # 1 seed, 2 epochs, 2 models: checks it runs
+
+Runs are ``train()`` folders under ``--work-dir`` (default ``build/qcnn_vs_cnn``): a finished run
+is read back, not trained again, so the script can be stopped and rerun.
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fsdd"
+
+#: ``(model, width)`` of every model trained.
+MODELS = [
+    ("qcnn6", 0.25),
+    ("cnn6", 0.25),
+    ("cnn6", 0.125),
+    ("qcnn10", 0.25),
+    ("cnn10", 0.25),
+    ("cnn10", 0.125),
+]
+
+#: ``(comparison, quaternion model, real model)``: what each pair of rows answers.
+PAIRS = [
+    ("equal real width", ("qcnn6", 0.25), ("cnn6", 0.25)),
+    ("equal parameters", ("qcnn6", 0.25), ("cnn6", 0.125)),
+    ("equal real width", ("qcnn10", 0.25), ("cnn10", 0.25)),
+    ("equal parameters", ("qcnn10", 0.25), ("cnn10", 0.125)),
+]
+
+
+def _run_dir(work: Path, model: str, width: float, seed: int) -> Path:
+    return work / f"{model}-w{width:g}-s{seed}"
+
+
+def train_model(prepared, model: str, width: float, seed: int, work: Path, epochs) -> dict:
+    """Train one model and seed with the default recipe (or read its finished run)."""
+    from keras_quaternion.training import train
+    from keras_quaternion.training.cli import DEFAULT_DROPOUT
+
+    kwargs = {} if epochs is None else {"epochs": epochs}
+    return train(
+        model,
+        prepared,
+        out_dir=_run_dir(work, model, width, seed),
+        width=width,
+        model_options={"dropout": DEFAULT_DROPOUT},
+        seed=seed,
+        verbose=0,
+        **kwargs,
+    )
+
+
+def int8_export(prepared, folder: Path) -> dict:
+    """int8 flatbuffers of a run's ``model.keras``: bytes and test accuracy of each strategy.
+
+    ``expanded`` (every model: quaternion layers as real convolutions) and, for quaternion
+    models, ``compact`` (one custom operator per quaternion layer holding a quarter of the
+    weights; docs/deploy.md).
+    """
+    from keras_quaternion.export import evaluate_tflite, to_tflite
+    from keras_quaternion.training import load_model
+
+    model = load_model(folder / "model.keras")
+    channels = model.input_shape[-1]
+    strategies = ["expanded", "compact"] if channels == 4 else ["expanded"]
+    out = {}
+    for strategy in strategies:
+        calibration = prepared.tf_dataset("train", 32, channels=channels, seed=0)
+        flatbuffer = to_tflite(
+            model,
+            representative_data=calibration,
+            max_calibration_samples=256,
+            quaternion=strategy,
+        )
+        scored = evaluate_tflite(flatbuffer, prepared, "test")
+        out[strategy] = {"bytes": len(flatbuffer), "accuracy": float(scored["accuracy"])}
+    return out
+
+
+def measure(prepared, seeds, work: Path, epochs, models=MODELS) -> list[dict]:
+    """One record per model: its runs' scores, sizes and int8 results (seed 0's model)."""
+    records = []
+    for model, width in models:
+        runs = [train_model(prepared, model, width, seed, work, epochs) for seed in seeds]
+        int8 = int8_export(prepared, _run_dir(work, model, width, seeds[0]))
+        accs = [r["test"]["accuracy"] for r in runs]
+        records.append(
+            {
+                "model": model,
+                "width": width,
+                "params": runs[0]["params"],
+                "macs": runs[0]["macs"],
+                "int8": int8,
+                "float_accuracy_seed0": runs[0]["test"]["accuracy"],
+                "test_accuracy": accs,
+                "train_accuracy": [r["train"]["accuracy"] for r in runs],
+                "last_epoch_train_accuracy": [_last_epoch_accuracy(r) for r in runs],
+                "best_epoch": [r["validation"]["best_epoch"] for r in runs],
+                "epochs": runs[0]["epochs"],
+            }
+        )
+        print(_row(records[-1]), flush=True)
+    return records
+
+
+def _last_epoch_accuracy(result: dict) -> float:
+    """The training accuracy logged in the last epoch (batches with dropout, as trained)."""
+    import csv
+
+    with open(Path(result["out_dir"]) / "history.csv", newline="") as f:
+        return float(list(csv.DictReader(f))[-1]["accuracy"])
+
+
+def _mean_std(values) -> tuple[float, float]:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), std
+
+
+def _smallest_int8(r: dict) -> dict:
+    return min(r["int8"].values(), key=lambda e: e["bytes"])
+
+
+def _row(r: dict) -> str:
+    mean, std = _mean_std(r["test_accuracy"])
+    seeds = ", ".join(f"{a:.3f}" for a in r["test_accuracy"])
+    train_mean, _ = _mean_std(r["train_accuracy"])
+    expanded = r["int8"]["expanded"]
+    compact = r["int8"].get("compact")
+    compact_text = "—" if compact is None else f"{compact['bytes'] / 1024:.1f} KiB"
+    int8_accs = " / ".join(f"{e['accuracy']:.3f}" for e in r["int8"].values())
+    return (
+        f"| `{r['model']}` | {r['width']:g} | {r['params']:,} | {r['macs'] / 1e6:.1f} M | "
+        f"{expanded['bytes'] / 1024:.1f} KiB | {compact_text} | **{mean:.3f} ± {std:.3f}** | "
+        f"{seeds} | {train_mean:.3f} | {r['float_accuracy_seed0']:.3f} → {int8_accs} |"
+    )
+
+
+def _pair_row(name: str, q: dict, r: dict) -> str:
+    qm, qs = _mean_std(q["test_accuracy"])
+    rm, rs = _mean_std(r["test_accuracy"])
+    spread = (qs**2 + rs**2) ** 0.5
+    return (
+        f"| {name} | `{q['model']}` x{q['width']:g} vs `{r['model']}` x{r['width']:g} | "
+        f"{qm - rm:+.3f} (± {spread:.3f}) | {q['params'] / r['params']:.2f} | "
+        f"{q['macs'] / r['macs']:.2f} | "
+        f"{_smallest_int8(q)['bytes'] / _smallest_int8(r)['bytes']:.2f} |"
+    )
+
+
+def tables(records: list[dict], seeds, note: str) -> str:
+    """The Markdown tables: one row per model, then one per comparison."""
+    lines = [
+        f"FSDD, speaker-independent split (test: theo, 500 clips), seeds {list(seeds)}, "
+        f"{records[0]['epochs']} epochs, the default recipe. {note}",
+        "",
+        "| model | width | params | MACs / clip | int8 flatbuffer (expanded) | int8 flatbuffer "
+        "(compact) | test accuracy (mean ± sd) | per seed | train accuracy | seed 0: float → "
+        "int8 expanded / compact |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *[_row(r) for r in records],
+        "",
+        "| comparison | models | test accuracy, quaternion − real (± combined sd) | params ratio "
+        "| MACs ratio | smallest int8 flatbuffer ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    found = {(r["model"], r["width"]): r for r in records}
+    for name, q, r in PAIRS:
+        if q in found and r in found:
+            lines.append(_pair_row(name, found[q], found[r]))
+    return "\n".join(lines) + "\n"
+
+
+def plot(records: list[dict], path: Path) -> None:
+    """Test accuracy (mean ± sd, and each seed) against parameters, one panel per family."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from keras_quaternion.files import atomic_path
+
+    families = [f for f in ("cnn6", "cnn10") if any(r["model"].endswith(f) for r in records)]
+    fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 4.2), sharey=True)
+    for ax, family in zip(list(np.atleast_1d(axes)), families):
+        for prefix, color, dy in (("q", "tab:red", 8), ("", "tab:blue", -14)):
+            rows = sorted(
+                (r for r in records if r["model"] == prefix + family), key=lambda r: r["params"]
+            )
+            if rows:
+                _plot_rows(ax, rows, color, dy)
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters")
+        ax.set_title(f"q{family} (red) vs {family} (blue)")
+        ax.grid(True, alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("test accuracy, unseen speaker (mean ± sd, seeds)")
+    fig.suptitle("FSDD speaker split, same recipe, 3 seeds per model")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _plot_rows(ax, rows: list[dict], color: str, dy: int) -> None:
+    stats = [_mean_std(r["test_accuracy"]) for r in rows]
+    xs = [r["params"] for r in rows]
+    ax.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o",
+                color=color, capsize=4)  # fmt: skip
+    for r, (m, _) in zip(rows, stats):
+        ax.scatter([r["params"]] * len(r["test_accuracy"]), r["test_accuracy"], color=color,
+                   s=14, alpha=0.35)  # fmt: skip
+        ax.annotate(f"{r['model']} x{r['width']:g}", (r["params"], m), textcoords="offset points",
+                    xytext=(6, dy), fontsize=8, color=color)  # fmt: skip
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="The FSDD folder.")
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "build" / "qcnn_vs_cnn")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="Feature cache folder.")
+    parser.add_argument("--seeds", default="0,1,2", help="Comma-separated seeds.")
+    parser.add_argument("--out", type=Path, default=None, help="Write the tables here.")
+    parser.add_argument("--plot", type=Path, default=None, help="Write the plot here.")
+    parser.add_argument("--json", type=Path, default=None, help="Write the raw records here.")
+    parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, 2 models.")
+    args = parser.parse_args(argv)
+    if not (args.data_dir / "recordings").is_dir():
+        sys.exit(f"FSDD recordings not found under '{args.data_dir}'; pass --data-dir.")
+
+    from keras_quaternion.files import atomic_write
+    from keras_quaternion.training import prepare
+
+    prepared = prepare(
+        "fsdd",
+        args.data_dir,
+        cache_dir=args.cache_dir,
+        dataset_options={"split": "speaker"},
+        progress=False,
+    )
+    seeds = [int(s) for s in args.seeds.split(",")]
+    models, epochs = MODELS, None
+    if args.quick:
+        seeds, models, epochs = seeds[:1], MODELS[:2], 2
+        args.work_dir = args.work_dir / "quick"
+    records = measure(prepared, seeds, args.work_dir, epochs, models)
+    note = (
+        f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
+        f"({os.cpu_count()} CPUs), `python benchmarks/bench_qcnn_vs_cnn.py`."
+    )
+    text = tables(records, seeds, note)
+    print(text)
+    if args.out:
+        atomic_write(args.out, text, make_parents=True)
+    if args.json:
+        atomic_write(args.json, json.dumps(records, indent=1) + "\n", make_parents=True)
+    if args.plot:
+        plot(records, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
