@@ -51,6 +51,12 @@ RESUME_KEYS = (
     "teacher",
     "temperature",
     "alpha",
+    "teacher_model",
+    "teacher_epochs",
+    "teacher_freeze_epochs",
+    "teacher_lr",
+    "init",
+    "freeze_epochs",
     "spec_augment",
     "mixup",
     "gain_db",
@@ -81,14 +87,18 @@ def canon(value):
     return json.loads(json.dumps(value, default=json_float))
 
 
-def run_settings(*, model, data, recipe, teacher) -> dict:
+def run_settings(*, model, data, recipe, teacher, transfer=None) -> dict:
     """The settings of a run: what was trained, on what, and how.
 
     Args:
         model: ``{"model", "width", "model_options", "input_shape", "params"}``.
         data: the :class:`~keras_quaternion.training.pipeline.PreparedData`.
         recipe: the :class:`~keras_quaternion.training.recipe.Recipe`.
-        teacher: ``None``, or ``{"teacher", "temperature", "alpha"}`` (distillation).
+        teacher: ``None``, or ``{"teacher", "temperature", "alpha"}`` (distillation), with
+            ``{"teacher_model", "teacher_epochs", "teacher_freeze_epochs", "teacher_lr"}`` for
+            a PANNs teacher fine-tuned in the run.
+        transfer: ``None``, or ``{"init", "freeze_epochs"}`` (a pretrained start, a frozen
+            body). Keys a run does not use are left out (read as ``None`` on resume).
 
     Returns:
         A JSON-ready dict holding every key of :data:`RESUME_KEYS`.
@@ -115,6 +125,7 @@ def run_settings(*, model, data, recipe, teacher) -> dict:
         "clip_seconds": data.clip_seconds,
         **recipe.settings(),
         **teacher,
+        **(transfer or {}),
     }
 
 
