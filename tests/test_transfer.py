@@ -223,3 +223,29 @@ def test_panns_teacher_is_fine_tuned_then_distilled_into_a_quaternion_student(
     assert "distillation_loss" in header
     student = keras.models.load_model(tmp_path / "kd" / "model.keras")
     assert student.input_shape == (None, 51, 64, 4) and student.output_shape == (None, 10)
+
+
+def test_the_training_pipeline_feeds_the_converted_model_panns_input(converted, tmp_path):
+    """The golden waveform as a file of a dataset, through prepare() on PANNs' features: the
+    log-mel channel a run gives the converted model reproduces PANNs' own outputs."""
+    import soundfile as sf
+
+    golden = CNN6.parent
+    wave = np.load(golden / "waveform_32k.npy")
+    noise = np.random.default_rng(0).normal(0, 0.1, wave.shape).astype("float32")
+    for split in ("train", "validation", "test"):
+        for label, audio in (("golden", wave), ("noise", noise)):
+            (tmp_path / "data" / split / label).mkdir(parents=True)
+            sf.write(tmp_path / "data" / split / label / "clip.wav", audio, 32000, "FLOAT")
+    data = prepare(
+        "folder",
+        tmp_path / "data",
+        clip_seconds=3.0,
+        feature_config=FeatureConfig.panns(),
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
+    x, y = data.arrays("test", channels=1)
+    index = int(np.flatnonzero(y == data.class_names.index("golden"))[0])
+    clipwise = np.asarray(converted(x[index : index + 1]))[0]
+    np.testing.assert_allclose(clipwise, np.load(golden / "Cnn6_clipwise.npy"), atol=1e-4)

@@ -64,6 +64,17 @@ RESUME_KEYS = (
 )
 
 
+_TEACHER_KEYS = (
+    "teacher",
+    "temperature",
+    "alpha",
+    "teacher_model",
+    "teacher_epochs",
+    "teacher_freeze_epochs",
+    "teacher_lr",
+)
+
+
 def json_float(value):
     """A JSON-safe number: numpy floats as ``float``, NaN and infinities as ``None``.
 
@@ -98,7 +109,7 @@ def run_settings(*, model, data, recipe, teacher, transfer=None) -> dict:
             ``{"teacher_model", "teacher_epochs", "teacher_freeze_epochs", "teacher_lr"}`` for
             a PANNs teacher fine-tuned in the run.
         transfer: ``None``, or ``{"init", "freeze_epochs"}`` (a pretrained start, a frozen
-            body). Keys a run does not use are left out (read as ``None`` on resume).
+            body). What a run does not use is recorded as ``None``.
 
     Returns:
         A JSON-ready dict holding every key of :data:`RESUME_KEYS`.
@@ -115,7 +126,8 @@ def run_settings(*, model, data, recipe, teacher, transfer=None) -> dict:
         >>> s["schedule"], s["teacher"], set(RESUME_KEYS) <= set(s)
         ('cosine', None, True)
     """
-    teacher = teacher or {"teacher": None, "temperature": None, "alpha": None}
+    teacher = {**dict.fromkeys(_TEACHER_KEYS), **(teacher or {})}
+    transfer = {"init": None, "freeze_epochs": None, **(transfer or {})}
     return {
         **model,
         "dataset": data.dataset,
@@ -125,7 +137,7 @@ def run_settings(*, model, data, recipe, teacher, transfer=None) -> dict:
         "clip_seconds": data.clip_seconds,
         **recipe.settings(),
         **teacher,
-        **(transfer or {}),
+        **transfer,
     }
 
 
