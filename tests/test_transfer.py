@@ -249,3 +249,88 @@ def test_the_training_pipeline_feeds_the_converted_model_panns_input(converted, 
     index = int(np.flatnonzero(y == data.class_names.index("golden"))[0])
     clipwise = np.asarray(converted(x[index : index + 1]))[0]
     np.testing.assert_allclose(clipwise, np.load(golden / "Cnn6_clipwise.npy"), atol=1e-4)
+
+
+# ------------------------------------------------------------------------------- kq-train
+
+
+def _kq_train(args, tmp_path):
+    from click.testing import CliRunner
+
+    from keras_quaternion.cli.train import train_command
+
+    args = [a.replace("CNN6", str(CNN6)).replace("TMP", str(tmp_path)) for a in args]
+    return CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--init", "panns:CNN6"], "no --model is not one of them"),
+        (["--init", "panns:CNN6", "--model", "qcnn6"], "--model qcnn6 is not one of them"),
+        (["--init", "panns:TMP/missing.pth", "--model", "cnn6"], "missing.pth' does not exist"),
+        (["--init", "panns:", "--model", "cnn6"], "names no checkpoint"),
+        (["--init", "TMP/model.keras", "--model", "cnn6"], "is not panns:PATH"),
+        (["--init", "panns:TMP/notes.pth", "--model", "cnn6"], "is not a PyTorch zip checkpoint"),
+        (["--init", "panns:TMP/other.pth", "--model", "cnn6"], "Not a PANNs checkpoint"),
+        (["--teacher", "panns:TMP/other.pth"], "none of PANNs' Cnn6, Cnn10, Cnn14"),
+        (
+            ["--init", "panns:CNN6", "--model", "cnn10"],
+            "'conv_block1.conv1.weight' has shape (5, 5, 1, 64) after transposing, but layer "
+            "'conv_block1_conv1' expects (3, 3, 1, 64)",
+        ),
+        (
+            ["--init", "panns:CNN6", "--model", "cnn6", "--sample-rate", "16000"],
+            "--sample-rate 16000 conflicts with PANNs' 32000",
+        ),
+        (["--teacher", "panns:CNN6", "--n-mels", "32"], "--n-mels 32 conflicts with PANNs' 64"),
+        (["--teacher", "panns:CNN6"], "add --teacher-epochs N"),
+        (["--teacher", "panns:TMP/missing.pth"], "missing.pth' does not exist"),
+        (["--freeze-epochs", "2"], "it needs --init panns:PATH or --teacher panns:PATH"),
+        (["--teacher-epochs", "2"], "--teacher-epochs fine-tunes a --teacher panns:PATH"),
+        (
+            ["--init", "panns:CNN6", "--model", "cnn6", "--epochs", "2", "--freeze-epochs", "3"],
+            "3 frozen epochs is more than --epochs 2",
+        ),
+        (
+            ["--teacher", "panns:CNN6", "--teacher-epochs", "1", "--freeze-epochs", "2"],
+            "2 frozen epochs is more than --teacher-epochs 1",
+        ),
+    ],
+)
+def test_kq_train_panns_usage_errors(args, message, cnn6_path, tmp_path, monkeypatch):
+    from test_panns_weights import write_torch_checkpoint
+
+    (tmp_path / "notes.pth").write_text("not a checkpoint")
+    other = {"model": {"fc1.weight": np.zeros((3, 2), "float32")}}  # a state dict, not PANNs'
+    write_torch_checkpoint(tmp_path / "other.pth", other, monkeypatch)
+    result = _kq_train(args, tmp_path)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+
+
+TINY_CLI = ["--dataset", "synthetic", "--clip-seconds", "0.5", "--option", "samples_per_class=3"]
+TINY_CLI += ["--batch-size", "5", "--cache-dir", "TMP/cache", "--quiet"]
+
+
+def test_kq_train_init_fine_tunes_on_panns_features(cnn6_path, tmp_path):
+    args = ["--init", "panns:CNN6", "--model", "cnn6", "--epochs", "2", "--freeze-epochs", "1"]
+    result = _kq_train(args + TINY_CLI, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "Note: --init fine-tunes at --lr 0.0001" in result.output
+    run = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert run["feature_config"] == FeatureConfig.panns().to_dict()
+    assert run["sample_rate"] == 32000 and run["lr"] == 1e-4 and run["freeze_epochs"] == 1
+    assert run["init"] == f"panns:{cnn6_path.resolve()}" and run["model"] == "cnn6"
+
+
+def test_kq_train_distils_a_panns_teacher_into_a_quaternion_student(cnn6_path, tmp_path):
+    args = ["--model", "qcnn6", "--width", "0.0625", "--epochs", "1", "--teacher", "panns:CNN6"]
+    args += ["--teacher-epochs", "1", "--freeze-epochs", "1", "--teacher-lr", "0.001"]
+    result = _kq_train(args + TINY_CLI, tmp_path)
+    assert result.exit_code == 0, result.output
+    run = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    teacher = json.loads((tmp_path / "out" / "teacher" / "metrics.json").read_text())
+    assert run["teacher"] == f"panns:{cnn6_path.resolve()}" and run["teacher_freeze_epochs"] == 1
+    assert teacher["freeze_epochs"] == 1 and teacher["lr"] == 0.001
+    assert run["input_shape"] == [51, 64, 4] and teacher["input_shape"] == [51, 64, 1]

@@ -25,6 +25,7 @@ from pathlib import Path
 from keras_quaternion.features import FeatureConfig
 from keras_quaternion.models.panns_weights import PANNS_MODELS, from_panns, panns_state_dict
 from keras_quaternion.models.torch_checkpoint import CheckpointError
+from keras_quaternion.training.recipe import FINETUNE_LR
 
 __all__ = [
     "FINETUNE_LR",
@@ -40,8 +41,6 @@ __all__ = [
 
 #: how a checkpoint is named where a model or a teacher is expected (``--init panns:PATH``)
 PANNS_PREFIX = "panns:"
-#: Adam's peak learning rate for fine-tuning a pretrained model (PANNs' fine-tuning rate)
-FINETUNE_LR = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
