@@ -18,6 +18,7 @@ PANNs'. See ``docs/transfer.md``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from pathlib import Path
@@ -92,7 +93,15 @@ class PannsSource:
                 f"PANNs checkpoint '{self.path}' does not exist (panns:PATH names a .pth file "
                 "downloaded from PANNs' record, e.g. Cnn14_mAP=0.431.pth)."
             )
-        return panns_state_dict(self.path)
+        stat = self.path.stat()
+        return _read_state(str(self.path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_state(path: str, mtime_ns: int, size: int) -> dict:
+    """The state dict of ``path``, read once while the file is unchanged (a command checks the
+    checkpoint, tells its architecture and converts it: one read). Nobody modifies it."""
+    return panns_state_dict(path)
 
 
 def panns_architecture(state: dict) -> str:
