@@ -51,6 +51,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from keras_quaternion.files import atomic_write  # noqa: E402
 from keras_quaternion.pruning.scores import METHODS  # noqa: E402
+
 FULL_SCALE = ("audioset", "gtzan", "esc50", "ravdess")
 COLUMNS = (
     "dataset",

@@ -31,7 +31,7 @@ from keras_quaternion.training.recipe import DEFAULT_LR
 __all__ = ["distill_command", "prune_and_finetune", "prune_command"]
 
 #: Pruning methods offered by ``--method`` (the same as keras_quaternion.pruning.METHODS).
-METHODS = ("operator-norm", "l1", "geometric-median", "random")
+METHODS = ("operator-norm", "operator-norm-unsigned", "l1", "geometric-median", "random")
 
 #: File names written by kq-prune.
 MODEL_FILE = "model.keras"
