@@ -73,6 +73,9 @@ figures-trained:
 		--tflite per-architecture --out $(OUT)/paper_recipe
 	$(SPLICE) docs/compression.md paper_recipe $(OUT)/paper_recipe/results.md
 	cp $(OUT)/paper_recipe/accuracy_vs_macs.png docs/img/paper_recipe_fsdd.png
+	$(PY) benchmarks/bench_opnorm_order.py --data-dir $(FSDD) --work-dir $(OUT)/opnorm_order \
+		--out $(OUT)/opnorm_order.md
+	$(SPLICE) docs/pruning.md opnorm_order $(OUT)/opnorm_order.md
 
 docs:
 	mkdocs build --strict
