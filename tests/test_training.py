@@ -32,6 +32,7 @@ from keras_quaternion.training import (
 )
 from keras_quaternion.training import accuracy as kq_accuracy
 from keras_quaternion.training.cli import eval_command, parse_options, train_command
+from keras_quaternion.training.records import settings_diff
 from keras_quaternion.training.schedules import make_schedule, plateau_scale
 
 TINY = {"width": 0.0625, "batch_size": 8, "verbose": 0}
@@ -168,6 +169,7 @@ def test_train_writes_every_artefact(finished_run, small_data):
     assert saved["schedule"] == "cosine" and saved["warmup_epochs"] == 1.0
     assert saved["early_stopping"] is None and saved["stopped_early"] is False
     assert saved["lr"] == 5e-3 and saved["gain_db"] == 0.0  # the default recipe
+    assert saved["freq_warp"] == 0.0 and saved["time_shift"] == 0.0
     assert result["test"]["accuracy"] == saved["test"]["accuracy"]
     rows = _history(out)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -190,6 +192,15 @@ def test_finished_run_is_a_no_op_and_settings_must_match(finished_run, small_dat
     assert (out / "metrics.json").stat().st_mtime_ns == before
     with pytest.raises(ValueError, match=r"different settings \(lr: 0.005 -> 0.01\)"):
         train("qcnn6", small_data, out_dir=out, epochs=2, seed=1, lr=0.01, **TINY)
+    with pytest.raises(ValueError, match=r"different settings \(freq_warp: 0.0 -> 0.1\)"):
+        train("qcnn6", small_data, out_dir=out, epochs=2, seed=1, freq_warp=0.1, **TINY)
+
+
+def test_a_checkpoint_from_before_freq_warp_and_time_shift_resumes_without_them():
+    saved = {"lr": 0.005, "gain_db": 0.0}  # written before the two settings existed
+    now = {**saved, "freq_warp": 0.0, "time_shift": 0.0}
+    assert settings_diff(saved, now) == []
+    assert settings_diff(saved, {**now, "time_shift": 0.1}) == ["time_shift: 0.0 -> 0.1"]
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(small_data, tmp_path, capsys):
@@ -442,6 +453,10 @@ def test_schedule_and_callback_argument_errors(small_data, finished_run, tmp_pat
         train("qcnn6", small_data, out_dir=tmp_path, early_stopping=0)
     with pytest.raises(ValueError, match=r"gain_db must be a number >= 0 \(dB, 0 = off\)"):
         train("qcnn6", small_data, out_dir=tmp_path, gain_db=-3)
+    with pytest.raises(ValueError, match=r"freq_warp must be a number in \[0, 0.5\].*got 0.7"):
+        train("qcnn6", small_data, out_dir=tmp_path, freq_warp=0.7)
+    with pytest.raises(ValueError, match=r"time_shift must be a number in \[0, 0.5\].*got -1"):
+        train("qcnn6", small_data, out_dir=tmp_path, time_shift=-1)
     with pytest.raises(TypeError, match=r"callbacks\[1\] is a str, not a keras.callbacks"):
         train("qcnn6", small_data, out_dir=tmp_path, callbacks=[keras.callbacks.History(), "x"])
     with pytest.raises(TypeError, match="callbacks must be a list"):

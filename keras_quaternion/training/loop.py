@@ -71,8 +71,10 @@ from keras_quaternion.training.pipeline import PreparedData
 from keras_quaternion.training.recipe import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
+    DEFAULT_FREQ_WARP,
     DEFAULT_GAIN_DB,
     DEFAULT_LR,
+    DEFAULT_TIME_SHIFT,
     DEFAULT_WARMUP_EPOCHS,
     Recipe,
 )
@@ -123,6 +125,8 @@ def train(
     spec_augment: bool = False,
     mixup: float = 0.0,
     gain_db: float = DEFAULT_GAIN_DB,
+    freq_warp: float = DEFAULT_FREQ_WARP,
+    time_shift: float = DEFAULT_TIME_SHIFT,
     model_name: str | None = None,
     verbose: int = 1,
     extra_info: dict | None = None,
@@ -172,6 +176,11 @@ def train(
         mixup: mixup Beta alpha for training batches (0 = off).
         gain_db: random level change of each training example: its log-mel moves by a
             uniform offset in ``[-gain_db, gain_db]`` dB (0 = off).
+        freq_warp: random frequency warping of each training example (like vocal-tract-length
+            perturbation): its mel axis is stretched by a factor uniform in
+            ``[1 - freq_warp, 1 + freq_warp]`` (0 = off, at most 0.5).
+        time_shift: random shift of each training example by up to this fraction of its
+            frames, earlier or later (0 = off, at most 0.5).
         model_name: name recorded in ``metrics.json`` (default: the registry name or
             ``model.name``).
         verbose: 0 silent, 1 progress bar + one line per epoch (bar only on a terminal), 2 one
@@ -215,6 +224,8 @@ def train(
         spec_augment=spec_augment,
         mixup=mixup,
         gain_db=gain_db,
+        freq_warp=freq_warp,
+        time_shift=time_shift,
     )
     extra = check_callbacks(callbacks)
     _check_data(prepared, recipe)
@@ -671,6 +682,8 @@ def _train_epoch(run: _Run, epoch: int, callbacks) -> dict:
         one_hot=run.one_hot,
         drop_remainder=True,
         gain_db=recipe.gain_db,
+        freq_warp=recipe.freq_warp,
+        time_shift=recipe.time_shift,
     )
     progress = run.verbose == 1
     if isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy):

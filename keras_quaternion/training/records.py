@@ -54,8 +54,13 @@ RESUME_KEYS = (
     "spec_augment",
     "mixup",
     "gain_db",
+    "freq_warp",
+    "time_shift",
     "params",
 )
+
+#: values of :data:`RESUME_KEYS` added later, assumed for a checkpoint saved without them
+RESUME_DEFAULTS = {"freq_warp": 0.0, "time_shift": 0.0}
 
 
 def json_float(value):
@@ -125,6 +130,7 @@ def settings_diff(saved: dict, settings: dict) -> list[str]:
         >>> settings_diff({"lr": 0.001, "schedule": "cosine"}, {"lr": 0.001, "schedule": "plateau"})
         ["schedule: 'cosine' -> 'plateau'"]
     """
+    saved = {**RESUME_DEFAULTS, **saved}
     return [
         f"{k}: {saved.get(k)!r} -> {settings.get(k)!r}"
         for k in RESUME_KEYS
