@@ -527,6 +527,28 @@ def test_dataset_options_reach_the_commands_as_one_frozen_object(tmp_path, monke
         seen[0].fold = 3
 
 
+def test_kq_train_passes_the_augmentation_options_to_train(monkeypatch, tmp_path):
+    import click
+
+    from keras_quaternion.cli import train as train_cli
+    from keras_quaternion.training.dataset_options import DatasetOptions
+
+    seen = {}
+
+    def stop(model, prepared, **settings):
+        seen.update(settings)
+        raise click.ClickException("stopped before training")
+
+    monkeypatch.setattr(DatasetOptions, "prepare", lambda self, *a, **k: "prepared")
+    monkeypatch.setattr(train_cli, "_train", stop)
+    out = ["--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(train_command, [*out, "--freq-warp", "0.1", "--time-shift", "0.05"])
+    assert result.exit_code == 1 and "stopped before training" in result.output, result.output
+    assert (seen["freq_warp"], seen["time_shift"], seen["gain_db"]) == (0.1, 0.05, 0.0)
+    CliRunner().invoke(train_command, out)
+    assert (seen["freq_warp"], seen["time_shift"]) == (0.0, 0.0)  # off by default
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -541,6 +563,8 @@ def test_dataset_options_reach_the_commands_as_one_frozen_object(tmp_path, monke
         (["--warmup-epochs", "-1"], "Invalid value for '--warmup-epochs'"),
         (["--early-stopping", "0"], "Invalid value for '--early-stopping'"),
         (["--gain-db", "-1"], "Invalid value for '--gain-db'"),
+        (["--freq-warp", "0.6"], "Invalid value for '--freq-warp'"),
+        (["--time-shift", "-0.1"], "Invalid value for '--time-shift'"),
         (
             ["--warmup-epochs", "30"],
             "Invalid value for --warmup-epochs: 30 warm-up epochs is longer than the run",
