@@ -76,6 +76,8 @@ TRIALS = [
     ),
 ]
 
+ALL_EP40 = {**COSINE5, "freq_warp": 0.05, "time_shift": 0.1, "spec_augment": True, "epochs": 40}
+
 #: Trials against speaker variation, on top of the chosen recipe (``--group speaker``): each
 #: with two seeds, the default recipe first (re-measured alongside).
 SPEAKER_TRIALS = [
@@ -102,6 +104,26 @@ SPEAKER_TRIALS = [
         "band-norm-seed1",
         "each clip's mel bands mean-normalised, seed 1",
         {**COSINE5, "utterance_norm": "band", "seed": 1},
+    ),
+    (
+        "sa-ep40",
+        "SpecAugment, 40 epochs",
+        {**COSINE5, "spec_augment": True, "epochs": 40},
+    ),
+    (
+        "sa-ep40-seed1",
+        "SpecAugment, 40 epochs, seed 1",
+        {**COSINE5, "spec_augment": True, "epochs": 40, "seed": 1},
+    ),
+    (
+        "all-ep40",
+        "warping ±5 % + time shift ±10 % + SpecAugment, 40 epochs",
+        {**ALL_EP40},
+    ),
+    (
+        "all-ep40-seed1",
+        "warping ±5 % + time shift ±10 % + SpecAugment, 40 epochs, seed 1",
+        {**ALL_EP40, "seed": 1},
     ),
 ]
 

@@ -126,11 +126,14 @@ def run_settings(*, model, data, recipe, teacher) -> dict:
 def settings_diff(saved: dict, settings: dict) -> list[str]:
     """The :data:`RESUME_KEYS` whose values differ, as ``"key: old -> new"``.
 
+    A key of :data:`RESUME_DEFAULTS` missing on either side (a checkpoint written before the
+    setting existed) counts as its default.
+
     Example:
         >>> settings_diff({"lr": 0.001, "schedule": "cosine"}, {"lr": 0.001, "schedule": "plateau"})
         ["schedule: 'cosine' -> 'plateau'"]
     """
-    saved = {**RESUME_DEFAULTS, **saved}
+    saved, settings = {**RESUME_DEFAULTS, **saved}, {**RESUME_DEFAULTS, **settings}
     return [
         f"{k}: {saved.get(k)!r} -> {settings.get(k)!r}"
         for k in RESUME_KEYS
