@@ -171,6 +171,7 @@ def test_train_writes_every_artefact(finished_run, small_data):
     assert saved["schedule"] == "cosine" and saved["warmup_epochs"] == 1.0
     assert saved["early_stopping"] is None and saved["stopped_early"] is False
     assert saved["lr"] == 5e-3 and saved["gain_db"] == 0.0  # the default recipe
+    assert saved["spec_augment"] is True and saved["max_epochs"] == 2
     assert saved["freq_warp"] == 0.0 and saved["time_shift"] == 0.0
     assert result["test"]["accuracy"] == saved["test"]["accuracy"]
     rows = _history(out)
@@ -547,6 +548,9 @@ def test_kq_train_passes_the_augmentation_options_to_train(monkeypatch, tmp_path
     assert (seen["freq_warp"], seen["time_shift"], seen["gain_db"]) == (0.1, 0.05, 0.0)
     CliRunner().invoke(train_command, out)
     assert (seen["freq_warp"], seen["time_shift"]) == (0.0, 0.0)  # off by default
+    assert seen["spec_augment"] is True and seen["epochs"] == 40  # the default recipe
+    CliRunner().invoke(train_command, [*out, "--no-spec-augment"])
+    assert seen["spec_augment"] is False
 
 
 @pytest.mark.parametrize(
@@ -566,8 +570,8 @@ def test_kq_train_passes_the_augmentation_options_to_train(monkeypatch, tmp_path
         (["--freq-warp", "0.6"], "Invalid value for '--freq-warp'"),
         (["--time-shift", "-0.1"], "Invalid value for '--time-shift'"),
         (
-            ["--warmup-epochs", "30"],
-            "Invalid value for --warmup-epochs: 30 warm-up epochs is longer than the run",
+            ["--warmup-epochs", "50"],
+            "Invalid value for --warmup-epochs: 50 warm-up epochs is longer than the run",
         ),
         (["--teacher", "missing.keras"], "'missing.keras' does not exist"),
         (["--option", "bogus=1", "--cache-dir", "CACHE"], "unknown option(s) ['bogus']"),

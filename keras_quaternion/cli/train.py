@@ -18,6 +18,7 @@ from keras_quaternion.training.recipe import (
     DEFAULT_EPOCHS,
     DEFAULT_FREQ_WARP,
     DEFAULT_GAIN_DB,
+    DEFAULT_SPEC_AUGMENT,
     DEFAULT_TIME_SHIFT,
     MAX_FREQ_WARP,
     MAX_TIME_SHIFT,
@@ -86,7 +87,12 @@ DEFAULT_DROPOUT = 0.1
 @shared_option("temperature", help="Distillation temperature (with --teacher).")
 @shared_option("alpha", help="Weight of the task loss in distillation (with --teacher).")
 @shared_option("strategy")
-@click.option("--spec-augment", is_flag=True, help="SpecAugment-style time/frequency masking.")
+@click.option(
+    "--spec-augment/--no-spec-augment",
+    default=DEFAULT_SPEC_AUGMENT,
+    show_default=True,
+    help="SpecAugment-style time/frequency masking of training clips.",
+)
 @click.option(
     "--mixup",
     type=click.FloatRange(0, None),

@@ -29,16 +29,18 @@ __all__ = [
     "DEFAULT_FREQ_WARP",
     "DEFAULT_GAIN_DB",
     "DEFAULT_LR",
+    "DEFAULT_SPEC_AUGMENT",
     "DEFAULT_TIME_SHIFT",
     "DEFAULT_WARMUP_EPOCHS",
     "Recipe",
     "check_positive_int",
 ]
 
-DEFAULT_EPOCHS = 20
+DEFAULT_EPOCHS = 40
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_LR = 5e-3
 DEFAULT_WARMUP_EPOCHS = 1.0
+DEFAULT_SPEC_AUGMENT = True
 DEFAULT_GAIN_DB = 0.0
 DEFAULT_FREQ_WARP = 0.0
 DEFAULT_TIME_SHIFT = 0.0
@@ -170,7 +172,7 @@ class Recipe:
     warmup_epochs: float = DEFAULT_WARMUP_EPOCHS
     early_stopping: int | None = None
     seed: int = 0
-    spec_augment: bool = False
+    spec_augment: bool = DEFAULT_SPEC_AUGMENT
     mixup: float = 0.0
     gain_db: float = DEFAULT_GAIN_DB
     freq_warp: float = DEFAULT_FREQ_WARP
