@@ -173,7 +173,7 @@ def train(
             TensorFlow work).
         resume: continue from ``out_dir``'s checkpoint when there is one (``False``: start over,
             deleting it).
-        spec_augment: SpecAugment-style masking of training batches.
+        spec_augment: SpecAugment-style masking of training batches (on by default).
         mixup: mixup Beta alpha for training batches (0 = off).
         gain_db: random level change of each training example: its log-mel moves by a
             uniform offset in ``[-gain_db, gain_db]`` dB (0 = off).

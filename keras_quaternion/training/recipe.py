@@ -152,7 +152,7 @@ class Recipe:
         early_stopping: stop after this many epochs without a better validation score
             (``None``: train every epoch).
         seed: seeds the weights, the shuffle order, dropout and the augmentation.
-        spec_augment: SpecAugment-style masking of training batches.
+        spec_augment: SpecAugment-style masking of training batches (on by default).
         mixup: mixup Beta alpha for training batches (0 = off).
         gain_db: random level change of each training example, uniform in
             ``[-gain_db, gain_db]`` dB (0 = off).
