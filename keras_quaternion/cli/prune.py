@@ -29,7 +29,7 @@ __all__ = ["METHODS", "prune_command"]
 
 #: Pruning methods offered by ``--method`` (keras_quaternion.pruning.METHODS, spelt out here so
 #: that ``kq-prune --help`` does not import TensorFlow; tests/test_compress_cli.py checks they agree).
-METHODS = ("operator-norm", "l1", "geometric-median", "random")
+METHODS = ("operator-norm", "operator-norm-unsigned", "l1", "geometric-median", "random")
 
 #: The file kq-prune writes the final model to (keras_quaternion.pruning.finetune.MODEL_FILE).
 MODEL_FILE = "model.keras"
@@ -135,6 +135,7 @@ def prune_command(
             fallback_seed=seed,
             progress=not quiet,
         )
+    from keras_quaternion.model_info import describe_model
     from keras_quaternion.pruning import prune_and_finetune
 
     try:
@@ -159,6 +160,7 @@ def prune_command(
             + ("-kd" if kd else ""),
             resume=not restart,
             verbose=0 if quiet else 1,
+            info=None if prepared is not None else describe_model(model_path),
         )
     except (ValueError, TypeError) as err:
         raise click.ClickException(str(err)) from None

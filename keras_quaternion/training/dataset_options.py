@@ -185,28 +185,41 @@ def prepare_dataset(
 
 
 def run_info(model_path: Path) -> dict:
-    """The ``metrics.json`` written next to ``model_path`` by kq-train, or ``{}`` if none.
+    """What is known of the run that trained ``model_path``, or ``{}`` if nothing.
 
-    Commands that read a trained model use it to default the dataset, features and options to
-    those the model was trained with.
+    The ``metrics.json`` written next to the model by kq-train, overlaid with the
+    :class:`~keras_quaternion.model_info.ModelInfo` the model carries (inside a ``.keras``
+    archive, or in the ``export_report.json`` next to a ``.tflite``): dataset, loader options,
+    features, clip length and class names. Commands that read a trained model use it to default
+    the dataset, features and options to those the model was trained with.
 
     Args:
-        model_path: path of the trained ``.keras`` model (a ``Path``).
+        model_path: path of the trained ``.keras`` (or exported ``.tflite``) model (a ``Path``).
 
     Returns:
-        The parsed JSON, or ``{}`` when the file is missing or unreadable.
+        The merged record, or ``{}`` when there is none (a damaged record counts as none).
 
     Example:
         >>> run_info(Path("no-such-run/model.keras"))
         {}
     """
+    from keras_quaternion.model_info import ModelInfoError, describe_model
+
+    record = {}
     info_path = model_path.parent / "metrics.json"
     if info_path.is_file():
         try:
-            return json.loads(info_path.read_text(encoding="utf-8"))
+            record = json.loads(info_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return {}
-    return {}
+            record = {}
+    try:
+        info = describe_model(model_path)
+    except ModelInfoError:
+        info = None
+    if info is not None:
+        stored = {k: v for k, v in info.to_dict().items() if v not in (None, {}) and k != "format"}
+        record = {**record, **stored}
+    return record
 
 
 def _input_mels(model):
@@ -256,13 +269,22 @@ class DatasetOptions:
         """The loader options: ``--option`` pairs plus ``--fold`` / ``--split`` (:func:`parse_options`)."""
         return parse_options(self.options, self.fold, self.split)
 
-    def prepare(self, seed: int = 0, *, loader_options: dict | None = None, progress: bool = True):
+    def prepare(
+        self,
+        seed: int = 0,
+        *,
+        loader_options: dict | None = None,
+        feature_config=None,
+        progress: bool = True,
+    ):
         """The features of a training run on this dataset (kq-train).
 
         Args:
             seed: the loader's seed (validation carve) unless an ``--option seed=`` sets it.
             loader_options: :meth:`loader_options`, if the caller parsed them already (a
                 command checks its arguments before any slow work).
+            feature_config: a :class:`~keras_quaternion.features.FeatureConfig` instead of the
+                one ``--sample-rate`` and ``--n-mels`` give (``kq-train --init panns:...``).
             progress: show progress bars.
 
         Returns:
@@ -278,7 +300,7 @@ class DatasetOptions:
         check_dataset_name(self.dataset)
         if loader_options is None:
             loader_options = self.loader_options()
-        return self._prepare(loader_options, seed, progress=progress)
+        return self._prepare(loader_options, seed, feature_config=feature_config, progress=progress)
 
     def _prepare(self, loader_options, seed, *, feature_config=None, progress=True):
         return prepare_dataset(
@@ -319,7 +341,7 @@ class DatasetOptions:
                 a ``.tflite`` file.
             seed: the dataset seed (``--seed``), overriding the recorded one; ``None``: keep it.
             missing_dataset: the usage error shown when no dataset is given or recorded
-                (default: "--dataset is required: there is no metrics.json next to MODEL ...").
+                (default: "--dataset is required: MODEL does not record the data it was trained on ...").
             fallback_seed: the dataset seed when neither ``seed`` nor the recorded options
                 give one.
             progress: show progress bars (default: when stderr is a terminal).
@@ -337,15 +359,15 @@ class DatasetOptions:
             >>> DatasetOptions().prepare_for_saved_model(Path("nowhere/model.keras"), lambda: None)
             Traceback (most recent call last):
             ...
-            click.exceptions.UsageError: --dataset is required: there is no metrics.json next to 'nowhere/model.keras' to read it from.
+            click.exceptions.UsageError: --dataset is required: 'nowhere/model.keras' does not record the data it was trained on, and there is no metrics.json next to it to read it from.
         """  # noqa: E501
         run = run_info(model_path)
         chosen = self.replace(dataset=self.dataset or run.get("dataset"))
         if not chosen.dataset:
             raise click.UsageError(
                 missing_dataset
-                or f"--dataset is required: there is no metrics.json next to '{model_path}' to "
-                "read it from."
+                or f"--dataset is required: '{model_path}' does not record the data it was "
+                "trained on, and there is no metrics.json next to it to read it from."
             )
         check_dataset_name(chosen.dataset)
         same_data = run.get("dataset") == chosen.dataset

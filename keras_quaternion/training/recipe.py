@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_SPEC_AUGMENT",
     "DEFAULT_TIME_SHIFT",
     "DEFAULT_WARMUP_EPOCHS",
+    "FINETUNE_LR",
     "Recipe",
     "check_positive_int",
 ]
@@ -47,6 +48,9 @@ DEFAULT_TIME_SHIFT = 0.0
 #: Largest ``freq_warp`` and ``time_shift`` (fractions of the mel axis and of the frames).
 MAX_FREQ_WARP = 0.5
 MAX_TIME_SHIFT = 0.5
+#: Adam's peak learning rate for fine-tuning a pretrained model (PANNs' fine-tuning rate): the
+#: default of ``kq-train --init`` and of a PANNs teacher's fine-tuning
+FINETUNE_LR = 1e-4
 
 
 def check_positive_int(value, name: str) -> int:

@@ -51,6 +51,12 @@ RESUME_KEYS = (
     "teacher",
     "temperature",
     "alpha",
+    "teacher_model",
+    "teacher_epochs",
+    "teacher_freeze_epochs",
+    "teacher_lr",
+    "init",
+    "freeze_epochs",
     "spec_augment",
     "mixup",
     "gain_db",
@@ -61,6 +67,17 @@ RESUME_KEYS = (
 
 #: values of :data:`RESUME_KEYS` added later, assumed for a checkpoint saved without them
 RESUME_DEFAULTS = {"freq_warp": 0.0, "time_shift": 0.0}
+
+
+_TEACHER_KEYS = (
+    "teacher",
+    "temperature",
+    "alpha",
+    "teacher_model",
+    "teacher_epochs",
+    "teacher_freeze_epochs",
+    "teacher_lr",
+)
 
 
 def json_float(value):
@@ -86,14 +103,18 @@ def canon(value):
     return json.loads(json.dumps(value, default=json_float))
 
 
-def run_settings(*, model, data, recipe, teacher) -> dict:
+def run_settings(*, model, data, recipe, teacher, transfer=None) -> dict:
     """The settings of a run: what was trained, on what, and how.
 
     Args:
         model: ``{"model", "width", "model_options", "input_shape", "params"}``.
         data: the :class:`~keras_quaternion.training.pipeline.PreparedData`.
         recipe: the :class:`~keras_quaternion.training.recipe.Recipe`.
-        teacher: ``None``, or ``{"teacher", "temperature", "alpha"}`` (distillation).
+        teacher: ``None``, or ``{"teacher", "temperature", "alpha"}`` (distillation), with
+            ``{"teacher_model", "teacher_epochs", "teacher_freeze_epochs", "teacher_lr"}`` for
+            a PANNs teacher fine-tuned in the run.
+        transfer: ``None``, or ``{"init", "freeze_epochs"}`` (a pretrained start, a frozen
+            body). What a run does not use is recorded as ``None``.
 
     Returns:
         A JSON-ready dict holding every key of :data:`RESUME_KEYS`.
@@ -110,7 +131,8 @@ def run_settings(*, model, data, recipe, teacher) -> dict:
         >>> s["schedule"], s["teacher"], set(RESUME_KEYS) <= set(s)
         ('cosine', None, True)
     """
-    teacher = teacher or {"teacher": None, "temperature": None, "alpha": None}
+    teacher = {**dict.fromkeys(_TEACHER_KEYS), **(teacher or {})}
+    transfer = {"init": None, "freeze_epochs": None, **(transfer or {})}
     return {
         **model,
         "dataset": data.dataset,
@@ -120,6 +142,7 @@ def run_settings(*, model, data, recipe, teacher) -> dict:
         "clip_seconds": data.clip_seconds,
         **recipe.settings(),
         **teacher,
+        **transfer,
     }
 
 
