@@ -60,6 +60,9 @@ figures-trained:
 	$(PY) benchmarks/tune_recipe.py --data-dir $(FSDD) --out $(OUT)/tune \
 		--table $(OUT)/tune_recipe.md
 	$(SPLICE) docs/training.md tune_recipe $(OUT)/tune_recipe.md
+	$(PY) benchmarks/tune_recipe.py --data-dir $(FSDD) --out $(OUT)/tune --group speaker \
+		--table $(OUT)/tune_speaker.md
+	$(SPLICE) docs/training.md tune_speaker $(OUT)/tune_speaker.md
 	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
 		--out $(OUT)/qcnn_vs_cnn.md --json $(OUT)/qcnn_vs_cnn.json \
 		--plot docs/img/qcnn_vs_cnn_fsdd.png

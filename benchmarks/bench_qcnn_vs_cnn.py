@@ -246,6 +246,24 @@ def _plot_rows(ax, rows: list[dict], color: str, dy: int) -> None:
                     xytext=(6, dy), fontsize=8, color=color)  # fmt: skip
 
 
+def _chosen_models(text: str | None) -> list[tuple[str, float]]:
+    """The rows of :data:`MODELS` named by ``--models`` (all without it); exits on others."""
+    if text is None:
+        return MODELS
+    chosen = []
+    for item in text.split(","):
+        model, _, width = item.partition(":")
+        try:
+            row = (model, float(width))
+        except ValueError:
+            row = None
+        if row not in MODELS:
+            known = ",".join(f"{m}:{w:g}" for m, w in MODELS)
+            sys.exit(f"--models: {item!r} is not one of {known}.")
+        chosen.append(row)
+    return chosen
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="The FSDD folder.")
@@ -256,7 +274,14 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", type=Path, default=None, help="Write the plot here.")
     parser.add_argument("--json", type=Path, default=None, help="Write the raw records here.")
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, 2 models.")
+    parser.add_argument(
+        "--models",
+        default=None,
+        help="Comma-separated MODEL:WIDTH rows of MODELS to run (default all), e.g. qcnn6:0.25 "
+        "for the speaker-split target alone.",
+    )
     args = parser.parse_args(argv)
+    models = _chosen_models(args.models)
     if not (args.data_dir / "recordings").is_dir():
         sys.exit(f"FSDD recordings not found under '{args.data_dir}'; pass --data-dir.")
 
@@ -271,7 +296,7 @@ def main(argv=None) -> int:
         progress=False,
     )
     seeds = [int(s) for s in args.seeds.split(",")]
-    models, epochs = MODELS, None
+    epochs = None
     if args.quick:
         seeds, models, epochs = seeds[:1], MODELS[:2], 2
         args.work_dir = args.work_dir / "quick"

@@ -11,6 +11,11 @@ test split is not shown: choosing on it would make the chosen recipe's test scor
     python benchmarks/tune_recipe.py --data-dir ../shared/data/fsdd --out build/tune \\
         --table build/figures/tune_recipe.md                 # about an hour on 2 CPU cores
     python benchmarks/tune_recipe.py --data-dir ../shared/data/fsdd --only cosine,cos-lr5e-3
+    python benchmarks/tune_recipe.py --data-dir ../shared/data/fsdd --group speaker \\
+        --table build/figures/tune_speaker.md            # about 1.5 h on 2 CPU cores
+
+``--group speaker`` runs :data:`SPEAKER_TRIALS` instead: augmentations and feature
+normalisations against speaker variation, tried after :data:`TRIALS`.
 
 Each run is a ``train()`` output folder under ``--out``; a finished run is read back, not
 trained again, so the script can be stopped and rerun.
@@ -40,6 +45,8 @@ BASE = {
     "spec_augment": False,
     "mixup": 0.0,
     "gain_db": 0.0,
+    "freq_warp": 0.0,
+    "time_shift": 0.0,
 }
 COSINE3 = {"schedule": "cosine", "warmup_epochs": 1, "lr": 3e-3}
 COSINE5 = {**COSINE3, "lr": 5e-3}
@@ -74,9 +81,87 @@ TRIALS = [
     ),
 ]
 
+#: Trials against speaker variation (``--group speaker``), each a change to the recipe chosen
+#: by :data:`TRIALS` (``cos-lr5e-3``, re-measured first), with two seeds.
+SPEAKER_TRIALS = [
+    ("before", "the recipe chosen above (cosine 5e-3, 20 epochs)", COSINE5),
+    ("before-seed1", "the recipe chosen above, seed 1", {**COSINE5, "seed": 1}),
+    ("fw0.15", "frequency warping ±15 %", {**COSINE5, "freq_warp": 0.15}),
+    ("fw0.15-seed1", "frequency warping ±15 %, seed 1", {**COSINE5, "freq_warp": 0.15, "seed": 1}),
+    ("fw0.05", "frequency warping ±5 %", {**COSINE5, "freq_warp": 0.05}),
+    ("fw0.05-seed1", "frequency warping ±5 %, seed 1", {**COSINE5, "freq_warp": 0.05, "seed": 1}),
+    ("ts0.1", "time shift ±10 %", {**COSINE5, "time_shift": 0.1}),
+    ("ts0.1-seed1", "time shift ±10 %, seed 1", {**COSINE5, "time_shift": 0.1, "seed": 1}),
+    (
+        "level-norm",
+        "each clip's level normalised (features)",
+        {**COSINE5, "utterance_norm": "level"},
+    ),
+    (
+        "level-norm-seed1",
+        "each clip's level normalised (features), seed 1",
+        {**COSINE5, "utterance_norm": "level", "seed": 1},
+    ),
+    ("band-norm", "each clip's mel bands mean-normalised", {**COSINE5, "utterance_norm": "band"}),
+    (
+        "band-norm-seed1",
+        "each clip's mel bands mean-normalised, seed 1",
+        {**COSINE5, "utterance_norm": "band", "seed": 1},
+    ),
+    (
+        "sa-ep40",
+        "SpecAugment, 40 epochs (**chosen**)",
+        {**COSINE5, "spec_augment": True, "epochs": 40},
+    ),
+    (
+        "sa-ep40-seed1",
+        "SpecAugment, 40 epochs, seed 1",
+        {**COSINE5, "spec_augment": True, "epochs": 40, "seed": 1},
+    ),
+]
+
 #: Level changes (dB) applied to every validation clip for the second table.
 LEVELS = (-12, -6, 0, 6, 12)
 LEVEL_TRIALS = ("cos-lr5e-3", "cos-lr5e-3-seed1", "cos-lr5e-3-gain12", "cos-lr5e-3-gain12-seed1")
+
+
+#: dB below each clip's loudest cell where ``utterance_norm`` clamps the log-mel
+TOP_DB = 80.0
+
+
+def normalised(prepared, how: str):
+    """Every split with each clip's log-mel component normalised on its own (an experiment).
+
+    ``"level"``: minus the clip's loudest value, clamped at ``-TOP_DB`` (librosa's
+    ``power_to_db(ref=np.max, top_db=80)``): the clip's level no longer matters. ``"band"``:
+    besides, each mel band minus its mean over the clip's frames that are not padding (cepstral
+    mean normalisation in the mel domain). The deltas are kept.
+    """
+    import numpy as np
+
+    from keras_quaternion.training import PreparedData
+
+    splits = {}
+    for split in ("train", "validation", "test"):
+        x, y = prepared.arrays(split)
+        x = np.array(x)
+        logmel = x[..., 0]
+        floor = logmel.min()
+        if how == "band":
+            active = logmel.max(axis=2, keepdims=True) > floor  # frames that are not padding
+            count = np.maximum(active.sum(axis=1, keepdims=True), 1)
+            mean = np.where(active, logmel, 0).sum(axis=1, keepdims=True) / count
+            logmel = np.where(active, logmel - mean, logmel - mean.max(axis=2, keepdims=True))
+        top = logmel.max(axis=(1, 2), keepdims=True)
+        x[..., 0] = np.maximum(logmel - top, -TOP_DB)
+        splits[split] = (x, y)
+    return PreparedData.from_arrays(
+        splits,
+        class_names=prepared.class_names,
+        feature_config=prepared.feature_config,
+        clip_seconds=prepared.clip_seconds,
+        dataset=f"{prepared.dataset}-{how}-normalised",
+    )
 
 
 def run_trial(name: str, changes: dict, prepared, out: Path, seed: int) -> dict:
@@ -86,6 +171,9 @@ def run_trial(name: str, changes: dict, prepared, out: Path, seed: int) -> dict:
     settings = {**BASE, **changes}
     dropout = settings.pop("dropout")
     seed = settings.pop("seed", seed)
+    norm = settings.pop("utterance_norm", None)
+    if norm is not None:
+        prepared = normalised(prepared, norm)
     return train(
         "qcnn6",
         prepared,
@@ -150,16 +238,30 @@ def _history(folder: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def main(argv=None) -> int:
+def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True, help="The FSDD folder.")
     parser.add_argument("--out", type=Path, default=Path("build/tune"), help="Run folders.")
     parser.add_argument("--cache-dir", type=Path, default=None, help="Feature cache folder.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--group",
+        choices=sorted(GROUPS),
+        default="recipe",
+        help="recipe: the trials behind the default recipe (TRIALS); speaker: the trials against "
+        "speaker variation on top of it (SPEAKER_TRIALS).",
+    )
     parser.add_argument("--only", default=None, help="Comma-separated trial names to run.")
     parser.add_argument("--table", type=Path, default=None, help="Write the tables here.")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+#: ``--group`` names and their trial lists.
+GROUPS = {"recipe": TRIALS, "speaker": SPEAKER_TRIALS}
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
     from keras_quaternion.files import atomic_write
     from keras_quaternion.training import prepare
 
@@ -172,19 +274,21 @@ def main(argv=None) -> int:
     )
     chosen = set(args.only.split(",")) if args.only else None
     results = []
-    for name, what, changes in TRIALS:
+    for name, what, changes in GROUPS[args.group]:
         if chosen is not None and name not in chosen:
             continue
         metrics = run_trial(name, changes, prepared, args.out, args.seed)
         results.append((name, what, metrics, _history(args.out / name)))
         print(_row(*results[-1]), flush=True)
+    command = "python benchmarks/tune_recipe.py" + (
+        f" --group {args.group}" if args.group != "recipe" else ""
+    )
     note = (
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
-        f"({os.cpu_count()} CPUs, shared: the seconds vary with the load) by "
-        "`python benchmarks/tune_recipe.py`.\n\n"
+        f"({os.cpu_count()} CPUs, shared: the seconds vary with the load) by `{command}`.\n\n"
     )
     text = note + table(results)
-    if chosen is None or set(LEVEL_TRIALS) <= chosen:
+    if args.group == "recipe" and (chosen is None or set(LEVEL_TRIALS) <= chosen):
         text += "\nValidation accuracy with every validation clip made softer or louder:\n\n"
         text += level_table(prepared, args.out)
     if args.table:

@@ -384,6 +384,89 @@ def test_gain_moves_each_examples_log_mel_by_one_offset(channels):
         data.tf_dataset("train", 8, gain_db=-1)
 
 
+def _batches(data, **kw):
+    """Every training example and label, in order, from ``data.tf_dataset("train", 8, ...)``."""
+    pairs = list(data.tf_dataset("train", 8, shuffle=False, **kw))
+    return (
+        np.concatenate([xb.numpy() for xb, _ in pairs]),
+        np.concatenate([yb.numpy() for _, yb in pairs]),
+    )
+
+
+@pytest.mark.parametrize("channels", [4, 1])
+def test_freq_warp_stretches_each_examples_mel_axis_by_one_factor(channels):
+    data = _toy(n=16, frames=6, mels=32)
+    x = np.asarray(data.features["train"]).copy()
+    bands = np.arange(32, dtype=np.float32)
+    x[..., 0] = bands  # the log-mel component is its band number: the warp reads positions
+    data = PreparedData.from_arrays(
+        {s: (x, data.labels["train"]) for s in ("train", "validation", "test")},
+        class_names=data.class_names,
+    )
+    aug, labels = _batches(data, channels=channels, freq_warp=0.2)
+    x = x[..., :channels]
+    assert aug.shape == x.shape  # cut back to n_mels
+    np.testing.assert_array_equal(labels, data.labels["train"])  # labels untouched
+    where = aug[:, 0, :, 0]  # [examples, mels]: the input position each band read
+    factors = bands[1:8] / where[:, 1:8]  # below the clamp for any factor >= 0.8
+    np.testing.assert_allclose(factors, factors[:, :1] + 0 * factors, rtol=1e-4)
+    factors = factors[:, 0]
+    assert np.all((factors >= 0.8 - 1e-4) & (factors <= 1.2 + 1e-4)) and np.ptp(factors) > 0.1
+    np.testing.assert_allclose(where, np.minimum(bands / factors[:, None], 31), atol=1e-3)
+    np.testing.assert_array_equal(aug[:, :, 0], x[:, :, 0])  # the lowest band stays
+    # the same interpolation in every frame and component: the other components
+    for i in range(16):
+        low = np.floor(where[i]).astype(int)
+        frac = where[i] - low
+        high = np.minimum(low + 1, 31)
+        expect = x[i][:, low] + frac[None, :, None] * (x[i][:, high] - x[i][:, low])
+        np.testing.assert_allclose(aug[i], expect, atol=1e-4)
+    again, _ = _batches(data, channels=channels, freq_warp=0.2)
+    np.testing.assert_array_equal(aug, again)  # deterministic given seed and epoch
+    other, _ = _batches(data, channels=channels, freq_warp=0.2, epoch=1)
+    assert not np.allclose(aug, other)  # new draws each epoch
+    plain, _ = _batches(data, channels=channels)
+    np.testing.assert_array_equal(plain, x)  # off by default
+
+
+def test_time_shift_moves_each_example_by_whole_frames():
+    data = _toy(n=16, frames=20, mels=4)
+    x = np.asarray(data.features["train"])
+    aug, labels = _batches(data, time_shift=0.2)
+    assert aug.shape == x.shape
+    np.testing.assert_array_equal(labels, data.labels["train"])
+    shifts = []
+    for i in range(16):
+        found = [
+            s
+            for s in range(-4, 5)
+            if np.array_equal(aug[i], x[i][np.clip(np.arange(20) - s, 0, 19)])
+        ]
+        assert len(found) == 1, f"example {i} is not a shift of at most 4 frames"
+        shifts += found
+    assert len(set(shifts)) > 2  # drawn per example
+    again, _ = _batches(data, time_shift=0.2)
+    np.testing.assert_array_equal(aug, again)  # deterministic given seed and epoch
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        (
+            "freq_warp",
+            -0.1,
+            r"freq_warp \(the largest stretch .*\) must be in \[0, 0.5\], got -0.1",
+        ),
+        ("freq_warp", 0.6, r"freq_warp .* must be in \[0, 0.5\], got 0.6"),
+        ("freq_warp", float("nan"), r"freq_warp .* must be in \[0, 0.5\], got nan"),
+        ("time_shift", 0.9, r"time_shift \(the largest shift, .*\) must be in \[0, 0.5\]"),
+    ],
+)
+def test_freq_warp_and_time_shift_errors_name_the_option(option, value, message):
+    with pytest.raises(ValueError, match=message):
+        _toy().tf_dataset("train", 8, **{option: value})
+
+
 def test_mixup_mixes_inputs_and_labels_with_the_same_lambda():
     data = _toy(n=6, classes=3)
     plain_x = np.asarray(data.features["train"])

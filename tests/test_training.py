@@ -34,6 +34,7 @@ from keras_quaternion.training import (
 )
 from keras_quaternion.training import accuracy as kq_accuracy
 from keras_quaternion.training.dataset_options import parse_options
+from keras_quaternion.training.records import settings_diff
 from keras_quaternion.training.schedules import make_schedule, plateau_scale
 
 TINY = {"width": 0.0625, "batch_size": 8, "verbose": 0}
@@ -170,6 +171,8 @@ def test_train_writes_every_artefact(finished_run, small_data):
     assert saved["schedule"] == "cosine" and saved["warmup_epochs"] == 1.0
     assert saved["early_stopping"] is None and saved["stopped_early"] is False
     assert saved["lr"] == 5e-3 and saved["gain_db"] == 0.0  # the default recipe
+    assert saved["spec_augment"] is True and saved["max_epochs"] == 2
+    assert saved["freq_warp"] == 0.0 and saved["time_shift"] == 0.0
     assert result["test"]["accuracy"] == saved["test"]["accuracy"]
     rows = _history(out)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -192,6 +195,15 @@ def test_finished_run_is_a_no_op_and_settings_must_match(finished_run, small_dat
     assert (out / "metrics.json").stat().st_mtime_ns == before
     with pytest.raises(ValueError, match=r"different settings \(lr: 0.005 -> 0.01\)"):
         train("qcnn6", small_data, out_dir=out, epochs=2, seed=1, lr=0.01, **TINY)
+    with pytest.raises(ValueError, match=r"different settings \(freq_warp: 0.0 -> 0.1\)"):
+        train("qcnn6", small_data, out_dir=out, epochs=2, seed=1, freq_warp=0.1, **TINY)
+
+
+def test_a_checkpoint_from_before_freq_warp_and_time_shift_resumes_without_them():
+    saved = {"lr": 0.005, "gain_db": 0.0}  # written before the two settings existed
+    now = {**saved, "freq_warp": 0.0, "time_shift": 0.0}
+    assert settings_diff(saved, now) == []
+    assert settings_diff(saved, {**now, "time_shift": 0.1}) == ["time_shift: 0.0 -> 0.1"]
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(small_data, tmp_path, capsys):
@@ -444,6 +456,10 @@ def test_schedule_and_callback_argument_errors(small_data, finished_run, tmp_pat
         train("qcnn6", small_data, out_dir=tmp_path, early_stopping=0)
     with pytest.raises(ValueError, match=r"gain_db must be a number >= 0 \(dB, 0 = off\)"):
         train("qcnn6", small_data, out_dir=tmp_path, gain_db=-3)
+    with pytest.raises(ValueError, match=r"freq_warp must be a number in \[0, 0.5\].*got 0.7"):
+        train("qcnn6", small_data, out_dir=tmp_path, freq_warp=0.7)
+    with pytest.raises(ValueError, match=r"time_shift must be a number in \[0, 0.5\].*got -1"):
+        train("qcnn6", small_data, out_dir=tmp_path, time_shift=-1)
     with pytest.raises(TypeError, match=r"callbacks\[1\] is a str, not a keras.callbacks"):
         train("qcnn6", small_data, out_dir=tmp_path, callbacks=[keras.callbacks.History(), "x"])
     with pytest.raises(TypeError, match="callbacks must be a list"):
@@ -512,6 +528,31 @@ def test_dataset_options_reach_the_commands_as_one_frozen_object(tmp_path, monke
         seen[0].fold = 3
 
 
+def test_kq_train_passes_the_augmentation_options_to_train(monkeypatch, tmp_path):
+    import click
+
+    from keras_quaternion.cli import train as train_cli
+    from keras_quaternion.training.dataset_options import DatasetOptions
+
+    seen = {}
+
+    def stop(model, prepared, **settings):
+        seen.update(settings)
+        raise click.ClickException("stopped before training")
+
+    monkeypatch.setattr(DatasetOptions, "prepare", lambda self, *a, **k: "prepared")
+    monkeypatch.setattr(train_cli, "_train", stop)
+    out = ["--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(train_command, [*out, "--freq-warp", "0.1", "--time-shift", "0.05"])
+    assert result.exit_code == 1 and "stopped before training" in result.output, result.output
+    assert (seen["freq_warp"], seen["time_shift"], seen["gain_db"]) == (0.1, 0.05, 0.0)
+    CliRunner().invoke(train_command, out)
+    assert (seen["freq_warp"], seen["time_shift"]) == (0.0, 0.0)  # off by default
+    assert seen["spec_augment"] is True and seen["epochs"] == 40  # the default recipe
+    CliRunner().invoke(train_command, [*out, "--no-spec-augment"])
+    assert seen["spec_augment"] is False
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -526,9 +567,11 @@ def test_dataset_options_reach_the_commands_as_one_frozen_object(tmp_path, monke
         (["--warmup-epochs", "-1"], "Invalid value for '--warmup-epochs'"),
         (["--early-stopping", "0"], "Invalid value for '--early-stopping'"),
         (["--gain-db", "-1"], "Invalid value for '--gain-db'"),
+        (["--freq-warp", "0.6"], "Invalid value for '--freq-warp'"),
+        (["--time-shift", "-0.1"], "Invalid value for '--time-shift'"),
         (
-            ["--warmup-epochs", "30"],
-            "Invalid value for --warmup-epochs: 30 warm-up epochs is longer than the run",
+            ["--warmup-epochs", "50"],
+            "Invalid value for --warmup-epochs: 50 warm-up epochs is longer than the run",
         ),
         (["--teacher", "missing.keras"], "'missing.keras' does not exist"),
         (["--option", "bogus=1", "--cache-dir", "CACHE"], "unknown option(s) ['bogus']"),

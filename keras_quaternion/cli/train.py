@@ -15,7 +15,15 @@ from keras_quaternion.cli.output import summary_line
 from keras_quaternion.cli.panns import FINETUNE_LR, PannsPlan
 from keras_quaternion.outdir import claim_out
 from keras_quaternion.training.dataset_options import check_dataset_name
-from keras_quaternion.training.recipe import DEFAULT_EPOCHS, DEFAULT_GAIN_DB
+from keras_quaternion.training.recipe import (
+    DEFAULT_EPOCHS,
+    DEFAULT_FREQ_WARP,
+    DEFAULT_GAIN_DB,
+    DEFAULT_SPEC_AUGMENT,
+    DEFAULT_TIME_SHIFT,
+    MAX_FREQ_WARP,
+    MAX_TIME_SHIFT,
+)
 
 __all__ = ["DEFAULT_DROPOUT", "DEFAULT_MODEL", "DEFAULT_WIDTH", "train_command"]
 
@@ -112,7 +120,12 @@ DEFAULT_DROPOUT = 0.1
     "teacher's fine-tuning with --teacher panns:PATH) before the whole model.",
 )
 @shared_option("strategy")
-@click.option("--spec-augment", is_flag=True, help="SpecAugment-style time/frequency masking.")
+@click.option(
+    "--spec-augment/--no-spec-augment",
+    default=DEFAULT_SPEC_AUGMENT,
+    show_default=True,
+    help="SpecAugment-style time/frequency masking of training clips.",
+)
 @click.option(
     "--mixup",
     type=click.FloatRange(0, None),
@@ -126,6 +139,21 @@ DEFAULT_DROPOUT = 0.1
     default=DEFAULT_GAIN_DB,
     show_default=True,
     help="Random level change of each training clip, uniform in ±this many dB (0 = off).",
+)
+@click.option(
+    "--freq-warp",
+    type=click.FloatRange(0, MAX_FREQ_WARP),
+    default=DEFAULT_FREQ_WARP,
+    show_default=True,
+    help="Random frequency warping of each training clip (like vocal-tract-length "
+    "perturbation): its mel axis stretched by a factor in 1 ± this (0 = off).",
+)
+@click.option(
+    "--time-shift",
+    type=click.FloatRange(0, MAX_TIME_SHIFT),
+    default=DEFAULT_TIME_SHIFT,
+    show_default=True,
+    help="Random shift of each training clip by up to this fraction of its frames (0 = off).",
 )
 @click.option(
     "--restart", is_flag=True, help="Discard the checkpoint in --out and train from scratch."
@@ -156,6 +184,8 @@ def train_command(
     spec_augment,
     mixup,
     gain_db,
+    freq_warp,
+    time_shift,
     restart,
     quiet,
     data,
@@ -222,6 +252,8 @@ def train_command(
         spec_augment=spec_augment,
         mixup=mixup,
         gain_db=gain_db,
+        freq_warp=freq_warp,
+        time_shift=time_shift,
         verbose=0 if quiet else 1,
     )
     role = "" if is_chief(strat) else " [non-chief worker: files written by the chief]"

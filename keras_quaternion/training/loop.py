@@ -73,8 +73,11 @@ from keras_quaternion.training.pipeline import PreparedData
 from keras_quaternion.training.recipe import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
+    DEFAULT_FREQ_WARP,
     DEFAULT_GAIN_DB,
     DEFAULT_LR,
+    DEFAULT_SPEC_AUGMENT,
+    DEFAULT_TIME_SHIFT,
     DEFAULT_WARMUP_EPOCHS,
     Recipe,
 )
@@ -135,9 +138,11 @@ def train(
     teacher_lr: float = FINETUNE_LR,
     strategy="default",
     resume: bool = True,
-    spec_augment: bool = False,
+    spec_augment: bool = DEFAULT_SPEC_AUGMENT,
     mixup: float = 0.0,
     gain_db: float = DEFAULT_GAIN_DB,
+    freq_warp: float = DEFAULT_FREQ_WARP,
+    time_shift: float = DEFAULT_TIME_SHIFT,
     model_name: str | None = None,
     verbose: int = 1,
     extra_info: dict | None = None,
@@ -197,10 +202,15 @@ def train(
             TensorFlow work).
         resume: continue from ``out_dir``'s checkpoint when there is one (``False``: start over,
             deleting it).
-        spec_augment: SpecAugment-style masking of training batches.
+        spec_augment: SpecAugment-style masking of training batches (on by default).
         mixup: mixup Beta alpha for training batches (0 = off).
         gain_db: random level change of each training example: its log-mel moves by a
             uniform offset in ``[-gain_db, gain_db]`` dB (0 = off).
+        freq_warp: random frequency warping of each training example (like vocal-tract-length
+            perturbation): its mel axis is stretched by a factor uniform in
+            ``[1 - freq_warp, 1 + freq_warp]`` (0 = off, at most 0.5).
+        time_shift: random shift of each training example by up to this fraction of its
+            frames, earlier or later (0 = off, at most 0.5).
         model_name: name recorded in ``metrics.json`` (default: the registry name or
             ``model.name``).
         verbose: 0 silent, 1 progress bar + one line per epoch (bar only on a terminal), 2 one
@@ -246,6 +256,8 @@ def train(
         spec_augment=spec_augment,
         mixup=mixup,
         gain_db=gain_db,
+        freq_warp=freq_warp,
+        time_shift=time_shift,
     )
     extra = check_callbacks(callbacks)
     _check_data(prepared, recipe)
@@ -840,6 +852,8 @@ def _train_epoch(run: _Run, epoch: int, callbacks) -> dict:
         one_hot=run.one_hot,
         drop_remainder=True,
         gain_db=recipe.gain_db,
+        freq_warp=recipe.freq_warp,
+        time_shift=recipe.time_shift,
     )
     progress = run.verbose == 1
     if isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy):

@@ -47,6 +47,7 @@ from keras_quaternion.files import (
     sweep_temp_files,
     temporary_file,
 )
+from keras_quaternion.training.recipe import MAX_FREQ_WARP, MAX_TIME_SHIFT
 
 __all__ = [
     "CACHE_ENV",
@@ -391,6 +392,8 @@ class PreparedData:
         epoch: int = 0,
         drop_remainder: bool = False,
         gain_db: float = 0.0,
+        freq_warp: float = 0.0,
+        time_shift: float = 0.0,
     ):
         """A batched ``tf.data.Dataset`` of ``(features, labels)`` for one split.
 
@@ -418,6 +421,14 @@ class PreparedData:
                 (channel 0, in dB) moves by an offset drawn uniformly from
                 ``[-gain_db, gain_db]``, as if recorded louder or softer; the deltas do not
                 change with the level.
+            freq_warp: random frequency warping (``0`` = off), like vocal-tract-length
+                perturbation: each example's mel axis is stretched by a factor drawn uniformly
+                from ``[1 - freq_warp, 1 + freq_warp]`` (about the lowest band, by linear
+                interpolation; the four components alike), then cut back to ``n_mels`` bands,
+                the highest band repeated where a compressed spectrum ends early.
+            time_shift: random time shift (``0`` = off): each example moves by up to
+                ``time_shift`` of its frames, earlier or later, the first or last frame
+                repeated into the frames it leaves.
 
         Returns:
             ``tf.data.Dataset`` yielding ``float32 [B, frames, mels, channels]`` and labels
@@ -425,7 +436,7 @@ class PreparedData:
 
         Raises:
             ValueError: unknown split, empty split, bad ``batch_size`` / ``channels`` /
-                ``mixup`` / ``gain_db``.
+                ``mixup`` / ``gain_db`` / ``freq_warp`` / ``time_shift``.
         """
         import tensorflow as tf
 
@@ -435,14 +446,9 @@ class PreparedData:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        mixup = float(mixup)
-        if not (math.isfinite(mixup) and mixup >= 0):
-            raise ValueError(f"mixup (the Beta alpha) must be >= 0, got {mixup!r}.")
-        gain_db = float(gain_db)
-        if not (math.isfinite(gain_db) and gain_db >= 0):
-            raise ValueError(
-                f"gain_db (the largest level change, dB) must be >= 0, got {gain_db!r}."
-            )
+        mixup, gain_db, freq_warp, time_shift = _check_augmentation(
+            mixup, gain_db, freq_warp, time_shift
+        )
         x, y = self.features[split], self.labels[split]
         n = len(y)
         if n == 0:
@@ -475,13 +481,18 @@ class PreparedData:
             ds = ds.shuffle(n, seed=epoch_seed, reshuffle_each_iteration=False)
         ds = ds.batch(int(batch_size), drop_remainder=bool(drop_remainder) and n >= batch_size)
         ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if spec_augment or mixup > 0 or gain_db > 0:
+        if spec_augment or mixup > 0 or gain_db > 0 or freq_warp > 0 or time_shift > 0:
             width_t = max(1, int(round(frames * 64 / 1001)))
             width_f = max(1, mels // 8)
+            max_shift = int(round(frames * time_shift))
 
             def augment(batch_index, batch):
                 xb, yb = batch
                 key = tf.stack([tf.constant(epoch_seed, tf.int64), batch_index])
+                if freq_warp > 0:
+                    xb = _freq_warp(xb, key + 3571, freq_warp)
+                if max_shift > 0:
+                    xb = _time_shift(xb, key + 6151, max_shift)
                 if gain_db > 0:
                     xb = _gain(xb, key + 4241, gain_db)
                 if spec_augment:
@@ -513,6 +524,27 @@ def _check_channels(channels) -> None:
             f"channels must be 4 (quaternion models: log-mel, Δ, Δ², Δ³) or 1 (real models: "
             f"log-mel only), got {channels!r}."
         )
+
+
+def _check_augmentation(mixup, gain_db, freq_warp, time_shift) -> tuple[float, ...]:
+    """The augmentation amounts as floats; a ``ValueError`` naming the first one out of range."""
+    mixup, gain_db = float(mixup), float(gain_db)
+    freq_warp, time_shift = float(freq_warp), float(time_shift)
+    if not (math.isfinite(mixup) and mixup >= 0):
+        raise ValueError(f"mixup (the Beta alpha) must be >= 0, got {mixup!r}.")
+    if not (math.isfinite(gain_db) and gain_db >= 0):
+        raise ValueError(f"gain_db (the largest level change, dB) must be >= 0, got {gain_db!r}.")
+    if not (0 <= freq_warp <= MAX_FREQ_WARP):
+        raise ValueError(
+            f"freq_warp (the largest stretch of the mel axis, a fraction) must be in "
+            f"[0, {MAX_FREQ_WARP}], got {freq_warp!r}."
+        )
+    if not (0 <= time_shift <= MAX_TIME_SHIFT):
+        raise ValueError(
+            f"time_shift (the largest shift, a fraction of the frames) must be in "
+            f"[0, {MAX_TIME_SHIFT}], got {time_shift!r}."
+        )
+    return mixup, gain_db, freq_warp, time_shift
 
 
 def _mix_seed(seed: int, epoch: int) -> int:
@@ -554,6 +586,41 @@ def _gain(xb, key, gain_db: float):
     )
     first = tf.reshape(tf.one_hot(0, channels, dtype=xb.dtype), (1, 1, 1, channels))
     return xb + offset * first
+
+
+def _freq_warp(xb, key, warp: float):
+    """Stretch each example's mel axis by a factor uniform in ``[1 - warp, 1 + warp]``.
+
+    Output band ``j`` reads the input at ``j / factor`` (linear interpolation, positions past
+    the highest band clamped to it), so a factor above 1 moves the spectrum up (its top is cut
+    off) and below 1 moves it down (the highest band is repeated above it).
+    """
+    import tensorflow as tf
+
+    batch, mels = tf.shape(xb)[0], xb.shape[2]
+    factor = tf.random.stateless_uniform((batch, 1), seed=key, minval=1.0 - warp, maxval=1.0 + warp)
+    where = tf.minimum(tf.range(mels, dtype=tf.float32)[tf.newaxis, :] / factor, mels - 1.0)
+    low = tf.cast(tf.floor(where), tf.int32)
+    high = tf.minimum(low + 1, mels - 1)
+    frac = tf.reshape(where - tf.floor(where), (batch, 1, mels, 1))
+    below = tf.gather(xb, low, axis=2, batch_dims=1)
+    above = tf.gather(xb, high, axis=2, batch_dims=1)
+    return below + frac * (above - below)
+
+
+def _time_shift(xb, key, max_shift: int):
+    """Move each example by a whole number of frames in ``[-max_shift, max_shift]``.
+
+    The frames it leaves take the nearest frame's values (the first or the last).
+    """
+    import tensorflow as tf
+
+    batch, frames = tf.shape(xb)[0], xb.shape[1]
+    shift = tf.random.stateless_uniform(
+        (batch, 1), seed=key, minval=-max_shift, maxval=max_shift + 1, dtype=tf.int32
+    )
+    source = tf.clip_by_value(tf.range(frames)[tf.newaxis, :] - shift, 0, frames - 1)
+    return tf.gather(xb, source, axis=1, batch_dims=1)
 
 
 def _mixup(xb, yb, key, alpha: float):

@@ -26,19 +26,28 @@ import numpy as np
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_EPOCHS",
+    "DEFAULT_FREQ_WARP",
     "DEFAULT_GAIN_DB",
     "DEFAULT_LR",
+    "DEFAULT_SPEC_AUGMENT",
+    "DEFAULT_TIME_SHIFT",
     "DEFAULT_WARMUP_EPOCHS",
     "FINETUNE_LR",
     "Recipe",
     "check_positive_int",
 ]
 
-DEFAULT_EPOCHS = 20
+DEFAULT_EPOCHS = 40
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_LR = 5e-3
 DEFAULT_WARMUP_EPOCHS = 1.0
+DEFAULT_SPEC_AUGMENT = True
 DEFAULT_GAIN_DB = 0.0
+DEFAULT_FREQ_WARP = 0.0
+DEFAULT_TIME_SHIFT = 0.0
+#: Largest ``freq_warp`` and ``time_shift`` (fractions of the mel axis and of the frames).
+MAX_FREQ_WARP = 0.5
+MAX_TIME_SHIFT = 0.5
 #: Adam's peak learning rate for fine-tuning a pretrained model (PANNs' fine-tuning rate): the
 #: default of ``kq-train --init`` and of a PANNs teacher's fine-tuning
 FINETUNE_LR = 1e-4
@@ -58,6 +67,26 @@ def check_positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     return int(value)
+
+
+def _fraction(value, name: str, most: float) -> float:
+    """``value`` as a float when it is a number in ``[0, most]``; else a ``ValueError`` naming it.
+
+    Example:
+        >>> _fraction(0.15, "freq_warp", 0.5)
+        0.15
+        >>> _fraction(0.7, "freq_warp", 0.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: freq_warp must be a number in [0, 0.5] (0 = off), got 0.7.
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not (0 <= value <= most)  # also refuses NaN
+    ):
+        raise ValueError(f"{name} must be a number in [0, {most}] (0 = off), got {value!r}.")
+    return float(value)
 
 
 #: Learning-rate schedules ``--schedule`` accepts (built by
@@ -127,10 +156,14 @@ class Recipe:
         early_stopping: stop after this many epochs without a better validation score
             (``None``: train every epoch).
         seed: seeds the weights, the shuffle order, dropout and the augmentation.
-        spec_augment: SpecAugment-style masking of training batches.
+        spec_augment: SpecAugment-style masking of training batches (on by default).
         mixup: mixup Beta alpha for training batches (0 = off).
         gain_db: random level change of each training example, uniform in
             ``[-gain_db, gain_db]`` dB (0 = off).
+        freq_warp: random stretch of each training example's mel axis by a factor uniform in
+            ``[1 - freq_warp, 1 + freq_warp]`` (0 = off; at most :data:`MAX_FREQ_WARP`).
+        time_shift: random shift of each training example by up to this fraction of its
+            frames (0 = off; at most :data:`MAX_TIME_SHIFT`).
 
     Raises:
         ValueError: a setting outside its range (the message names it and what is allowed).
@@ -143,9 +176,11 @@ class Recipe:
     warmup_epochs: float = DEFAULT_WARMUP_EPOCHS
     early_stopping: int | None = None
     seed: int = 0
-    spec_augment: bool = False
+    spec_augment: bool = DEFAULT_SPEC_AUGMENT
     mixup: float = 0.0
     gain_db: float = DEFAULT_GAIN_DB
+    freq_warp: float = DEFAULT_FREQ_WARP
+    time_shift: float = DEFAULT_TIME_SHIFT
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -174,6 +209,8 @@ class Recipe:
             and self.gain_db >= 0
         ):
             raise ValueError(f"gain_db must be a number >= 0 (dB, 0 = off), got {self.gain_db!r}.")
+        set_(self, "freq_warp", _fraction(self.freq_warp, "freq_warp", MAX_FREQ_WARP))
+        set_(self, "time_shift", _fraction(self.time_shift, "time_shift", MAX_TIME_SHIFT))
         set_(self, "lr", float(self.lr))
         set_(self, "mixup", float(self.mixup))
         set_(self, "gain_db", float(self.gain_db))

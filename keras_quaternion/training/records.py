@@ -60,8 +60,13 @@ RESUME_KEYS = (
     "spec_augment",
     "mixup",
     "gain_db",
+    "freq_warp",
+    "time_shift",
     "params",
 )
+
+#: values of :data:`RESUME_KEYS` added later, assumed for a checkpoint saved without them
+RESUME_DEFAULTS = {"freq_warp": 0.0, "time_shift": 0.0}
 
 
 _TEACHER_KEYS = (
@@ -144,10 +149,14 @@ def run_settings(*, model, data, recipe, teacher, transfer=None) -> dict:
 def settings_diff(saved: dict, settings: dict) -> list[str]:
     """The :data:`RESUME_KEYS` whose values differ, as ``"key: old -> new"``.
 
+    A key of :data:`RESUME_DEFAULTS` missing on either side (a checkpoint written before the
+    setting existed) counts as its default.
+
     Example:
         >>> settings_diff({"lr": 0.001, "schedule": "cosine"}, {"lr": 0.001, "schedule": "plateau"})
         ["schedule: 'cosine' -> 'plateau'"]
     """
+    saved, settings = {**RESUME_DEFAULTS, **saved}, {**RESUME_DEFAULTS, **settings}
     return [
         f"{k}: {saved.get(k)!r} -> {settings.get(k)!r}"
         for k in RESUME_KEYS
