@@ -88,6 +88,7 @@ from keras_quaternion.training.strategy import (
     is_chief,
     make_strategy,
     strategy_name,
+    worker_of,
 )
 
 __all__ = [
@@ -660,6 +661,7 @@ def _train_epoch(run: _Run, epoch: int, callbacks) -> dict:
     import tensorflow as tf
 
     recipe = run.recipe
+    multiworker = isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy)
     dataset = run.prepared.tf_dataset(
         "train",
         recipe.batch_size,
@@ -671,9 +673,10 @@ def _train_epoch(run: _Run, epoch: int, callbacks) -> dict:
         one_hot=run.one_hot,
         drop_remainder=True,
         gain_db=recipe.gain_db,
+        worker=worker_of(run.strategy) if multiworker else None,  # this worker's shards
     )
     progress = run.verbose == 1
-    if isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if multiworker:
         from keras_quaternion.training.multiworker import run_epoch
 
         return run_epoch(
