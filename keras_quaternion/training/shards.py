@@ -506,11 +506,10 @@ def _header_bytes(shape: tuple[int, ...]) -> int:
 def _disk_full(folder: Path, shard: Shard, nbytes: int, err: OSError) -> CacheDiskFullError:
     free = shutil.disk_usage(folder).free if folder.exists() else 0
     return CacheDiskFullError(
-        err.errno,
         f"No space left on the device while writing shard {shard.name} ({nbytes / 1e6:.1f} MB) "
         f"to '{folder}' ({free / 1e6:.1f} MB free): nothing was left under the shard's name. "
         "Free some space or pass another cache folder (--cache-dir / $KQ_CACHE_DIR), then run "
-        "the same command again; the shards already built are kept.",
+        "the same command again; the shards already built are kept."
     )
 
 
@@ -548,7 +547,9 @@ def write_shard(folder: Path, shard: Shard, logmel: np.ndarray, labels: list, sk
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
             with contextlib.suppress(OSError):
                 final.unlink()
-            raise _disk_full(folder, shard, array.nbytes, err) from None
+            full = _disk_full(folder, shard, array.nbytes, err)
+            full.errno = err.errno
+            raise full from None
         raise
     return record
 

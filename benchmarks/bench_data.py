@@ -1,0 +1,250 @@
+"""The sharded log-mel cache at AudioSet scale: bytes per clip, build and read rates.
+
+Synthetic ten-second clips at 32 kHz (PANNs' front end: 1024-point FFT, hop 320, 64 mel bands,
+1001 frames) are written as WAV files; a dataset of ``--clips`` examples cycles over them. The
+script then measures
+
+1. the ``"logmel16"`` cache (float16 log-mel, shards of ``--shard-size`` clips): bytes per clip,
+   and clips per second to build it with 1 and with 2 worker processes (each worker one
+   TensorFlow thread; the rate is counted from the first shard's start to the last shard's
+   end, so the processes' start-up is left out, and the end-to-end time is shown too);
+2. clips per second to read it through
+   :meth:`~keras_quaternion.training.pipeline.PreparedData.tf_dataset` (shuffled batches of
+   ``--batch-size``, float16 to float32, from a warm page cache);
+3. examples per second that one ``qcnn6`` training step consumes at the same input size
+   (``kq-train``'s default width 0.25, Δ, Δ², Δ³ computed in the model; the default strategy,
+   both cores),
+
+and extrapolates them to AudioSet's 2 million clips: disk, hours to build per node (this
+2-core machine), hours per epoch to read and to train. The float32 quaternion cache (the
+default format) is shown for comparison: its size per clip is exact (``frames x mels x 4
+channels x 4 bytes``).
+
+    python benchmarks/bench_data.py --out build/figures/bench_data.md     # about 3 min
+
+The machine's load (``os.getloadavg``) is printed with the numbers: other processes on the
+same cores lower the 2-worker rate first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+AUDIOSET_CLIPS = 2_000_000
+CLIP_SECONDS = 10.0
+TARGET_KB = 150.0
+TARGET_SPEEDUP = 1.6
+
+
+def write_wavs(folder: Path, count: int, sample_rate: int) -> list[Path]:
+    """``count`` distinct ten-second WAV files (int16 noise and tones)."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    t = np.arange(int(CLIP_SECONDS * sample_rate)) / sample_rate
+    paths = []
+    for i in range(count):
+        wave = 0.1 * rng.standard_normal(t.size) + 0.3 * np.sin(2 * np.pi * (200 + 50 * i) * t)
+        path = folder / f"clip{i:03d}.wav"
+        sf.write(path, np.clip(wave, -1, 1).astype(np.float32), sample_rate, subtype="PCM_16")
+        paths.append(path)
+    return paths
+
+
+def synthetic_dataset(paths: list[Path], clips: int, sample_rate: int):
+    """An :class:`AudioDataset` of ``clips`` examples (all in ``train``) cycling over ``paths``."""
+    from keras_quaternion.datasets import AudioDataset, Example
+
+    examples = [Example(str(paths[i % len(paths)]), i % 10) for i in range(clips)]
+    return AudioDataset("bench", [f"c{k}" for k in range(10)], False, sample_rate,
+                        {"train": examples})  # fmt: skip
+
+
+def build(ds, cache_dir: Path, workers: int, shard_size: int) -> dict:
+    """Build the logmel16 cache of ``ds`` with ``workers`` processes; rates and sizes."""
+    from keras_quaternion.features import FeatureConfig
+    from keras_quaternion.training import shards
+    from keras_quaternion.training.pipeline import _Located, _make_cache_folder
+
+    config = FeatureConfig.panns()
+    folder = cache_dir / f"workers{workers}"
+    _make_cache_folder(folder)
+    where = _Located(ds=ds, name=ds.name, folder=folder, config=config, options={},
+                     clip_seconds=CLIP_SECONDS, cache_format="logmel16", shard_size=shard_size)  # fmt: skip
+    load = os.getloadavg()[0]
+    began = time.time()
+    report = shards.build_shards(ds, folder, where.plan(), workers=workers, processes=True,
+                                 progress=False)  # fmt: skip
+    wall = time.time() - began
+    results = report["results"]
+    work = max(r["end"] for r in results) - min(r["start"] for r in results)
+    clips = sum(r["rows"] for r in results)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return {
+        "workers": workers,
+        "clips": clips,
+        "shards": len(results),
+        "seconds_work": work,
+        "seconds_wall": wall,
+        "clips_per_s": clips / work,
+        "clips_per_s_wall": clips / wall,
+        "bytes_per_clip": manifest["bytes"] / manifest["clips"],
+        "load_before": load,
+        "load_after": os.getloadavg()[0],
+        "folder": str(folder),
+    }
+
+
+def read_rate(folder: str, batch_size: int, epochs: int = 2) -> dict:
+    """Clips per second through ``tf_dataset`` (shuffled, float32 batches), warm page cache."""
+    from keras_quaternion.training.shards import load_sharded
+
+    data = load_sharded(folder)
+    n = 0
+    for _ in data.tf_dataset("train", batch_size, channels=1).take(2):  # warm up
+        pass
+    began = time.time()
+    for epoch in range(epochs):
+        for xb, _ in data.tf_dataset("train", batch_size, channels=1, epoch=epoch):
+            n += int(xb.shape[0])
+    seconds = time.time() - began
+    return {"clips": n, "seconds": seconds, "clips_per_s": n / seconds,
+            "input_shape": list(data.input_shape(1))}  # fmt: skip
+
+
+def step_rate(frames: int, mels: int, batch_size: int, steps: int, width: float) -> dict:
+    """Examples per second of ``qcnn6`` training steps (Adam, in-model deltas)."""
+    import keras
+
+    from keras_quaternion.models import build
+
+    model = build("qcnn6", classes=527, n_mels=mels, frames=frames, width=width,
+                  multi_label=True, deltas=9)  # fmt: skip
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch_size, frames, mels, 1)).astype(np.float32) * 10 - 40
+    y = (rng.random((batch_size, 527)) < 0.01).astype(np.float32)
+    for _ in range(2):  # compile and warm up
+        model.train_on_batch(x, y)
+    began = time.time()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    seconds = time.time() - began
+    return {"examples_per_s": steps * batch_size / seconds, "seconds_per_step": seconds / steps,
+            "width": width, "params": int(model.count_params())}  # fmt: skip
+
+
+def table(result: dict) -> str:
+    """The Markdown table spliced into docs/training.md."""
+    one, two = result["build"][1], result["build"][2]
+    read, step = result["read"], result["step"]
+    per_clip = two["bytes_per_clip"]
+    f32 = result["float32_bytes_per_clip"]
+    speedup = two["clips_per_s"] / one["clips_per_s"]
+    hours = lambda rate: AUDIOSET_CLIPS / rate / 3600  # noqa: E731
+    rows = [
+        ("Bytes per 10-s clip, float16 log-mel (`logmel16`)",
+         f"{per_clip / 1000:.1f} KB", f"{per_clip * AUDIOSET_CLIPS / 1e12:.2f} TB",
+         f"<= {TARGET_KB:.0f} KB: {'met' if per_clip / 1000 <= TARGET_KB else 'NOT met'}"),
+        ("Bytes per 10-s clip, float32 quaternion features (`float32`)",
+         f"{f32 / 1000:.1f} KB", f"{f32 * AUDIOSET_CLIPS / 1e12:.2f} TB",
+         f"{f32 / per_clip:.1f}x the `logmel16` cache"),
+        ("Build, 1 worker process", f"{one['clips_per_s']:.1f} clips/s",
+         f"{hours(one['clips_per_s']):.1f} h per node", f"end to end {one['clips_per_s_wall']:.1f} clips/s"),
+        ("Build, 2 worker processes", f"{two['clips_per_s']:.1f} clips/s",
+         f"{hours(two['clips_per_s']):.1f} h per node",
+         f"{speedup:.2f}x 1 worker (target >= {TARGET_SPEEDUP}x: "
+         f"{'met' if speedup >= TARGET_SPEEDUP else 'NOT met'}); end to end "
+         f"{two['clips_per_s_wall']:.1f} clips/s"),
+        ("Read (`tf_dataset`, shuffled batches of "
+         f"{result['batch_size']}, float32)", f"{read['clips_per_s']:.0f} clips/s",
+         f"{hours(read['clips_per_s']):.2f} h per epoch per worker",
+         f"{read['clips_per_s'] / step['examples_per_s']:.0f}x what a qcnn6 step consumes"),
+        (f"qcnn6 training step (width {step['width']:g}, batch {result['batch_size']}, "
+         "deltas in the model)", f"{step['examples_per_s']:.1f} examples/s",
+         f"{hours(step['examples_per_s']):.0f} h per epoch per node",
+         f"{step['seconds_per_step']:.2f} s per step"),
+    ]  # fmt: skip
+    lines = [
+        f"| Measure ({result['clips']} synthetic clips, {result['input']}) | This machine "
+        f"| AudioSet ({AUDIOSET_CLIPS / 1e6:.0f} M clips) | Note |",
+        "|---|---:|---:|---|",
+        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
+        "",
+        f"Measured {result['date']} on {result['machine']}; load average "
+        f"{one['load_before']:.1f} before the 1-worker build, {two['load_before']:.1f} before "
+        f"the 2-worker build (other processes share the cores). Shards of "
+        f"{result['shard_size']} clips; build rates count from the first shard's start to the "
+        "last shard's end (the workers' start-up, a few seconds once per run, left out); the "
+        "read rate is from a warm page cache. Command: `python benchmarks/bench_data.py`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clips", type=int, default=256)
+    parser.add_argument("--shard-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="Markdown table")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    from keras_quaternion.features import FeatureConfig
+    from keras_quaternion.files import atomic_write
+
+    config = FeatureConfig.panns()
+    with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
+        work = Path(tmp)
+        ds = synthetic_dataset(write_wavs(work / "wav", 16, config.sample_rate), args.clips,
+                               config.sample_rate)  # fmt: skip
+        built = {w: build(ds, work / "cache", w, args.shard_size) for w in (1, 2)}
+        for w, b in built.items():
+            print(f"build, {w} worker(s): {b['clips_per_s']:.1f} clips/s "
+                  f"(load {b['load_before']:.1f})", flush=True)  # fmt: skip
+        read = read_rate(built[2]["folder"], args.batch_size)
+        print(f"read: {read['clips_per_s']:.0f} clips/s", flush=True)
+    frames = config.num_frames(int(CLIP_SECONDS * config.sample_rate))
+    step = step_rate(frames, config.n_mels, args.batch_size, args.steps, args.width)
+    print(f"qcnn6 step: {step['examples_per_s']:.1f} examples/s", flush=True)
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
+        "clips": args.clips,
+        "shard_size": args.shard_size,
+        "batch_size": args.batch_size,
+        "input": f"{frames} frames x {config.n_mels} mels",
+        "build": built,
+        "read": read,
+        "step": step,
+        "float32_bytes_per_clip": frames * config.n_mels * 4 * 4,
+    }
+    text = table(result)
+    print(text)
+    if args.out:
+        atomic_write(args.out, text, make_parents=True)
+    if args.json:
+        atomic_write(args.json, json.dumps(result, indent=1, default=str), make_parents=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
