@@ -127,17 +127,19 @@ def read_rate(folder: str, batch_size: int, epochs: int = 2) -> dict:
             "input_shape": list(data.input_shape(1))}  # fmt: skip
 
 
-def step_rate(frames: int, mels: int, batch_size: int, steps: int, width: float) -> dict:
-    """Examples per second of ``qcnn6`` training steps (Adam, in-model deltas)."""
+def step_rate(frames: int, mels: int, batch_size: int, steps: int, width: float,
+              deltas: bool = True) -> dict:  # fmt: skip
+    """Examples per second of ``qcnn6`` training steps (Adam; deltas in the model or not)."""
     import keras
 
     from keras_quaternion.models import build
 
     model = build("qcnn6", classes=527, n_mels=mels, frames=frames, width=width,
-                  multi_label=True, deltas=9)  # fmt: skip
+                  multi_label=True, deltas=9 if deltas else None)  # fmt: skip
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch_size, frames, mels, 1)).astype(np.float32) * 10 - 40
+    shape = (batch_size, frames, mels, 1 if deltas else 4)
+    x = rng.standard_normal(shape).astype(np.float32) * 10 - 40
     y = (rng.random((batch_size, 527)) < 0.01).astype(np.float32)
     for _ in range(2):  # compile and warm up
         model.train_on_batch(x, y)
@@ -152,7 +154,7 @@ def step_rate(frames: int, mels: int, batch_size: int, steps: int, width: float)
 def table(result: dict) -> str:
     """The Markdown table spliced into docs/training.md."""
     one, two = result["build"][1], result["build"][2]
-    read, step = result["read"], result["step"]
+    read, step, plain = result["read"], result["step"], result["step_float32"]
     per_clip = two["bytes_per_clip"]
     f32 = result["float32_bytes_per_clip"]
     speedup = two["clips_per_s"] / one["clips_per_s"]
@@ -179,6 +181,11 @@ def table(result: dict) -> str:
          "deltas in the model)", f"{step['examples_per_s']:.1f} examples/s",
          f"{hours(step['examples_per_s']):.0f} h per epoch per node",
          f"{step['seconds_per_step']:.2f} s per step"),
+        ("qcnn6 training step, deltas precomputed (`float32` cache)",
+         f"{plain['examples_per_s']:.1f} examples/s",
+         f"{hours(plain['examples_per_s']):.0f} h per epoch per node",
+         f"the in-model deltas cost {100 * (plain['examples_per_s'] / step['examples_per_s'] - 1):.0f} % "
+         "more time per step"),
     ]  # fmt: skip
     lines = [
         f"| Measure ({result['clips']} synthetic clips, {result['input']}) | This machine "
@@ -224,7 +231,9 @@ def main(argv=None) -> int:
         print(f"read: {read['clips_per_s']:.0f} clips/s", flush=True)
     frames = config.num_frames(int(CLIP_SECONDS * config.sample_rate))
     step = step_rate(frames, config.n_mels, args.batch_size, args.steps, args.width)
-    print(f"qcnn6 step: {step['examples_per_s']:.1f} examples/s", flush=True)
+    plain = step_rate(frames, config.n_mels, args.batch_size, args.steps, args.width, False)
+    print(f"qcnn6 step: {step['examples_per_s']:.1f} examples/s with in-model deltas, "
+          f"{plain['examples_per_s']:.1f} without", flush=True)  # fmt: skip
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
@@ -235,6 +244,7 @@ def main(argv=None) -> int:
         "build": built,
         "read": read,
         "step": step,
+        "step_float32": plain,
         "float32_bytes_per_clip": frames * config.n_mels * 4 * 4,
     }
     text = table(result)

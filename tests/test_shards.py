@@ -155,7 +155,7 @@ def test_interrupted_worker_is_rebuilt_by_prepare(built, tmp_path):
     (data.cache_path / "train-00002.json").unlink()
     (data.cache_path / "train-00002.npy").unlink()
     (data.cache_path / "validation-00000.json").unlink()
-    old = time.time() - 60
+    old = time.time() - 600
     os.utime(data.cache_path / "validation-00000.npy", (old, old))
     os.utime(data.cache_path / ".train-00002.abcdefgh.tmp.npy", (old, old))
     with pytest.warns(UserWarning) as warned:

@@ -898,12 +898,13 @@ def prepare(
     options, resolved_dir, clip_seconds = where.options, where.data_dir, where.clip_seconds
     if not ds.splits["train"]:
         raise ValueError(f"Dataset '{name}': the train split is empty; nothing to train on.")
-    _make_cache_folder(folder)
     if where.cache_format == "logmel16":
         from keras_quaternion.training import shards as kq_shards
 
+        _make_cache_folder(folder, kq_shards.ABANDONED_TEMP_AGE)
         kq_shards.build_shards(ds, folder, where.plan(), workers=workers, progress=progress)
         return kq_shards.load_sharded(folder)
+    _make_cache_folder(folder)
     started = time.time()
     skipped: dict[str, list[tuple[str, str]]] = {}
     for split in SPLITS:
@@ -1181,7 +1182,7 @@ def build_cache(
         }
     if not where.ds.splits["train"]:
         raise ValueError(f"Dataset '{where.name}': the train split is empty; nothing to train on.")
-    _make_cache_folder(where.folder)
+    _make_cache_folder(where.folder, kq_shards.ABANDONED_TEMP_AGE)
     plan = where.plan()
     chosen = kq_shards.parse_shard_range(shards, len(plan["shards"]))
     report = kq_shards.build_shards(
@@ -1190,9 +1191,9 @@ def build_cache(
     return {"folder": where.folder, "shards": len(plan["shards"]), "range": chosen, **report}
 
 
-def _make_cache_folder(folder: Path) -> None:
+def _make_cache_folder(folder: Path, min_age: float = CONCURRENT_TEMP_AGE) -> None:
     """Create the cache folder before featurising anything, or say in one line why not; clear
-    the temporary files that killed runs left in it."""
+    the temporary files that killed runs left in it (unmodified for ``min_age`` seconds)."""
     from keras_quaternion.outdir import NotWritableError, check_writable
 
     hint = f"pass another cache_dir (kq-*: --cache-dir) or set ${CACHE_ENV}"
@@ -1203,7 +1204,7 @@ def _make_cache_folder(folder: Path) -> None:
         raise NotWritableError(
             f"The feature cache folder '{folder}' cannot be created ({err.strerror}); {hint}."
         ) from None
-    sweep_temp_files(folder, min_age=CONCURRENT_TEMP_AGE)
+    sweep_temp_files(folder, min_age=min_age)
 
 
 def _load_cache(folder: Path) -> PreparedData | None:

@@ -64,6 +64,10 @@ SHARDS_VERSION = 1
 #: seconds a shard file without a record must be old before it counts as abandoned (its worker
 #: renames the data, then writes the record a moment later)
 ABANDONED_AGE = 5.0
+#: seconds a temporary shard file must be left unmodified (besides its lock being free) before
+#: it counts as an interrupted worker's: ``flock`` does not reach across machines on every
+#: network file system, so another machine's live writer is told apart by its file's age
+ABANDONED_TEMP_AGE = 60.0
 SPLITS = ("train", "validation", "test")
 
 
@@ -326,7 +330,7 @@ def _abandoned_temps(folder: Path, shards: Sequence[Shard]) -> dict[str, list[Pa
     """Temporary shard files that no live worker holds, by shard name (removed)."""
     names = {s.name for s in shards}
     found: dict[str, list[Path]] = {}
-    for path in sweep_temp_files(folder, min_age=2.0):
+    for path in sweep_temp_files(folder, min_age=ABANDONED_TEMP_AGE):
         stem = path.name[1:].split(".")[0]
         if stem in names:
             found.setdefault(stem, []).append(path)
