@@ -801,3 +801,42 @@ def make_plan(ds, config, clip_seconds: float, shard_size: int, extra: dict[str,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **extra,
     }
+
+
+def describe_build(report: dict) -> str:
+    """What ``kq-data prepare`` prints after building: the plan, what was built, what is left.
+
+    Args:
+        report: the result of :func:`keras_quaternion.training.pipeline.build_cache`.
+
+    Example:
+        >>> print(describe_build({"folder": "cache/x", "shards": 7, "range": range(0, 2),
+        ...     "built": ["train-00000"], "kept": ["train-00001"], "rebuilt": {},
+        ...     "results": [{"rows": 16, "bytes": 52000, "start": 0.0, "end": 2.0}],
+        ...     "complete": False}))
+        Shards 0:2 of 7 in 'cache/x': built 1 (16 clips, 52.0 kB, 8.0 clips/s), 1 already complete.
+        The cache is not complete yet: build the other shards (kq-data prepare ... --shards A:B on each machine, or without --shards).
+    """  # noqa: E501
+    results = report["results"]
+    clips = sum(r["rows"] for r in results)
+    size = sum(r["bytes"] for r in results)
+    rate = ""
+    if results:
+        seconds = max(r["end"] for r in results) - min(r["start"] for r in results)
+        rate = f", {clips / max(seconds, 1e-9):.1f} clips/s"
+    chosen = report["range"]
+    lines = [
+        f"Shards {chosen.start}:{chosen.stop} of {report['shards']} in '{report['folder']}': "
+        f"built {len(report['built'])} ({clips} clips, {size / 1000:.1f} kB{rate}), "
+        f"{len(report['kept'])} already complete."
+    ]
+    if report["rebuilt"]:
+        lines.append("Rebuilt after an interrupted worker: " + ", ".join(sorted(report["rebuilt"])))
+    if report["complete"]:
+        lines.append("The cache is complete: train with kq-train ... --cache-format logmel16.")
+    else:
+        lines.append(
+            "The cache is not complete yet: build the other shards (kq-data prepare ... "
+            "--shards A:B on each machine, or without --shards)."
+        )
+    return "\n".join(lines)
