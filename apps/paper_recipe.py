@@ -159,9 +159,9 @@ def run(args):
     from tqdm.auto import tqdm
 
     from keras_quaternion import models
-    from keras_quaternion.compress_cli import prune_and_finetune
+    from keras_quaternion.pruning import prune_and_finetune
     from keras_quaternion.training import load_model, prepare, train
-    from keras_quaternion.training.cli import parse_options
+    from keras_quaternion.training.dataset_options import parse_options
 
     family = args.model_family
     names = [family, "q" + family]

@@ -68,8 +68,8 @@ def _run_dir(work: Path, model: str, width: float, seed: int) -> Path:
 
 def train_model(prepared, model: str, width: float, seed: int, work: Path, epochs) -> dict:
     """Train one model and seed with the default recipe (or read its finished run)."""
+    from keras_quaternion.cli.train import DEFAULT_DROPOUT
     from keras_quaternion.training import train
-    from keras_quaternion.training.cli import DEFAULT_DROPOUT
 
     kwargs = {} if epochs is None else {"epochs": epochs}
     return train(

@@ -6,7 +6,7 @@
 2. A model of at most 50 k parameters (``qcnn6`` at width 0.1875) with the same recipe: test
    accuracy, and its int8 exports (``expanded`` and ``compact``) against it.
 3. Pruning the model of 1 at p = 0.5 (operator norm, every convolution) and fine-tuning it with
-   ``kq-prune``'s defaults (:func:`keras_quaternion.compress_cli.prune_and_finetune`) for
+   ``kq-prune``'s defaults (:func:`keras_quaternion.pruning.prune_and_finetune`) for
    ``--finetune-epochs``: its accuracy against the unpruned model's, and its int8 export against
    it.
 
@@ -45,8 +45,8 @@ FINETUNE_LRS = (5e-4, 2e-3)
 
 def train_default(prepared, folder: Path, width: float) -> dict:
     """``kq-train``'s default model, dropout, recipe and epochs at ``width``."""
+    from keras_quaternion.cli.train import DEFAULT_DROPOUT, DEFAULT_MODEL
     from keras_quaternion.training import train
-    from keras_quaternion.training.cli import DEFAULT_DROPOUT, DEFAULT_MODEL
 
     return train(
         DEFAULT_MODEL,
@@ -77,7 +77,7 @@ def int8_accuracy(model, prepared) -> dict:
 def prune_default(prepared, model_path: Path, folder: Path, epochs: int, **kwargs) -> dict:
     """Prune the model at ``model_path`` and fine-tune it with kq-prune's defaults (or
     ``kwargs``, e.g. another ``lr``)."""
-    from keras_quaternion.compress_cli import prune_and_finetune
+    from keras_quaternion.pruning import prune_and_finetune
 
     return prune_and_finetune(
         model_path,
@@ -105,8 +105,8 @@ def finetune_trials(prepared, work: Path, epochs: int) -> list[dict]:
 
 
 def measure(prepared, work: Path, finetune_epochs: int) -> dict:
+    from keras_quaternion.cli.train import DEFAULT_WIDTH
     from keras_quaternion.training import load_model
-    from keras_quaternion.training.cli import DEFAULT_WIDTH
 
     default = train_default(prepared, work / "default", DEFAULT_WIDTH)
     small = train_default(prepared, work / "small", SMALL_WIDTH)

@@ -5,6 +5,8 @@
   naming the folder and the process holding it. The lock is an ``flock`` on ``<folder>/.kq-lock``,
   which the kernel drops when its process dies, so a killed run's lock is taken over.
 * :func:`claim` — both, then removes what killed runs left (temporary files, staging folders).
+* :func:`claim_out` — :func:`claim` for a click command's ``--out``, held until the command ends;
+  :func:`writes_files` — whether this process writes any (not a non-chief multi-worker task).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ __all__ = [
     "NotWritableError",
     "check_writable",
     "claim",
+    "claim_out",
     "lock_folder",
+    "writes_files",
 ]
 
 #: the lock file a command holds in its output folder (removed when it ends)
@@ -276,3 +280,77 @@ def claim(folder: str | os.PathLike, command: str, what: str = "--out"):
             yield held
     except FileExistsError as err:  # pragma: no cover - a file appeared where the folder goes
         raise NotWritableError(f"{what} '{folder}' cannot be created: {err}.") from None
+
+
+def writes_files(strategy: str = "default", tf_config: str | None = None) -> bool:
+    """Whether this process writes the command's files: all but non-chief multi-worker tasks.
+
+    Read from ``TF_CONFIG`` without TensorFlow, as
+    :func:`keras_quaternion.training.is_chief` decides once the strategy exists.
+
+    Args:
+        strategy: the ``--strategy`` value.
+        tf_config: the ``TF_CONFIG`` JSON (default: the environment variable).
+
+    Example:
+        >>> config = '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}'
+        >>> writes_files("multiworker", config), writes_files("default", config)
+        (False, True)
+    """
+    if strategy != "multiworker":
+        return True
+    try:
+        config = json.loads(tf_config if tf_config is not None else os.environ["TF_CONFIG"])
+        task, cluster = config.get("task") or {}, config.get("cluster") or {}
+        kind, index = task.get("type"), int(task.get("index") or 0)
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return True  # make_strategy reports the bad TF_CONFIG
+    return kind in (None, "chief") or (kind == "worker" and index == 0 and "chief" not in cluster)
+
+
+def claim_out(out_dir: Path, strategy: str = "default") -> Path:
+    """Hold ``--out`` for the running click command until it ends, after checking it can be written.
+
+    What every command that writes to ``--out`` does before any slow work (see :func:`claim`):
+    a folder that cannot be written, or one that another ``kq-*`` process is writing, is a
+    one-line error (exit status 1); the lock of a process that was killed is taken over (with a
+    note on stderr), and the temporary files and staging folders such runs left are removed.
+    Non-chief multi-worker tasks, which write nothing, claim nothing (:func:`writes_files`).
+
+    Args:
+        out_dir: the ``--out`` folder (created).
+        strategy: the ``--strategy`` value, if the command has one.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        click.ClickException: not writable, or held by another process.
+
+    Example:
+        >>> import click
+        >>> @click.command()
+        ... @click.option("--out", type=Path)
+        ... def fit(out):
+        ...     claim_out(out)
+        ...     claim_out(out)  # as if a second command wanted it
+        >>> from click.testing import CliRunner
+        >>> print(CliRunner().invoke(fit, ["--out", "run"]).output[:40])
+        Error: --out 'run' is in use by fit (pid
+    """
+    import click
+
+    if not writes_files(strategy):
+        return out_dir
+    ctx = click.get_current_context()
+    try:
+        held = ctx.with_resource(claim(out_dir, ctx.command_path, "--out"))
+    except (NotWritableError, FolderBusyError) as err:
+        raise click.ClickException(str(err)) from None
+    if held.previous.get("pid"):
+        click.echo(
+            f"Note: {describe_holder(held.previous)} ended without releasing --out "
+            f"'{out_dir}'; took it over and removed what it left unfinished.",
+            err=True,
+        )
+    return out_dir

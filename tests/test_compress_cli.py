@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from keras_quaternion.compress_cli import distill_command, prune_command
+from keras_quaternion.cli.distill import distill_command
+from keras_quaternion.cli.prune import prune_command
 from keras_quaternion.training import load_model, prepare, train
 
 SCHEMA = {"dataset", "model", "params", "macs", "test", "epochs", "seconds"}
@@ -146,3 +147,14 @@ def test_distill_errors_are_clear(base, tmp_path, args, message):
         distill_command, ["--teacher", str(base["model"]), "--out", str(tmp_path), *args]
     )
     assert result.exit_code != 0 and message in result.output, result.output
+
+
+def test_the_command_offers_the_library_methods():
+    """kq-prune spells its --method choices and output name out (its --help imports no
+    TensorFlow); they are the library's."""
+    from keras_quaternion import pruning
+    from keras_quaternion.cli import prune as prune_cli
+    from keras_quaternion.pruning import finetune
+
+    assert prune_cli.METHODS == pruning.METHODS
+    assert prune_cli.MODEL_FILE == finetune.MODEL_FILE

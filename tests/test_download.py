@@ -376,7 +376,7 @@ def test_every_source_states_its_checksum_and_where_it_was_published():
 def test_kq_data_download_and_list(server, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from keras_quaternion.datasets.cli import main
+    from keras_quaternion.cli.data import data_group as main
 
     data = make_zip(esc50_files())
     src = one_archive_source(
@@ -419,7 +419,7 @@ def test_kq_data_imports_neither_tensorflow_nor_keras(repo_root):
 
     code = (
         "import sys; sys.argv = ['/bin/kq-data', 'list']\n"
-        "from keras_quaternion.datasets.cli import main\n"
+        "from keras_quaternion.cli import data_main as main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('heavy:', sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
     )

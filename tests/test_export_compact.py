@@ -303,7 +303,7 @@ def test_missing_compiler_is_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_cli_quaternion_option(tmp_path):
-    from keras_quaternion.export.cli import export_command
+    from keras_quaternion.cli.export import export_command
 
     runner = CliRunner()
     bad = runner.invoke(export_command, ["m.keras", "--out", str(tmp_path), "--quaternion", "x"])

@@ -12,8 +12,8 @@ import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from keras_quaternion import QBatchNormalization, QConv1D, QConv2D, QDense, models  # noqa: E402
+from keras_quaternion.cli.export import export_command  # noqa: E402
 from keras_quaternion.export import inspect_tflite, run_litert, to_tflite  # noqa: E402
-from keras_quaternion.export.cli import export_command  # noqa: E402
 from keras_quaternion.export.macs import deployed_macs  # noqa: E402
 from keras_quaternion.export.strategies import FastStrategy, get_strategy  # noqa: E402
 from keras_quaternion.export.strategies.fast import (  # noqa: E402

@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from keras_quaternion import models  # noqa: E402
+from keras_quaternion.cli.export import export_command  # noqa: E402
 from keras_quaternion.export import (  # noqa: E402
     ExportError,
     evaluate_tflite,
@@ -20,7 +21,6 @@ from keras_quaternion.export import (  # noqa: E402
     to_tflite,
     verify_tflite,
 )
-from keras_quaternion.export.cli import export_command  # noqa: E402
 from keras_quaternion.training import PreparedData  # noqa: E402
 
 FRAMES, MELS, CLASSES = 16, 16, 3

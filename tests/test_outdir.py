@@ -19,8 +19,11 @@ import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from keras_quaternion import files, models  # noqa: E402
-from keras_quaternion.compress_cli import distill_command, prune_command  # noqa: E402
-from keras_quaternion.export.cli import export_command  # noqa: E402
+from keras_quaternion.cli.distill import distill_command  # noqa: E402
+from keras_quaternion.cli.evaluate import eval_command  # noqa: E402
+from keras_quaternion.cli.export import export_command  # noqa: E402
+from keras_quaternion.cli.prune import prune_command  # noqa: E402
+from keras_quaternion.cli.train import train_command  # noqa: E402
 from keras_quaternion.files import staged_folder, sweep_temp_files, temporary_file  # noqa: E402
 from keras_quaternion.outdir import (  # noqa: E402
     LOCK_NAME,
@@ -31,7 +34,6 @@ from keras_quaternion.outdir import (  # noqa: E402
     lock_folder,
 )
 from keras_quaternion.training import pipeline, prepare  # noqa: E402
-from keras_quaternion.training.cli import eval_command, train_command  # noqa: E402
 
 #: TensorFlow's start-up text, which no command's output may contain
 NOISE = re.compile(r"oneDNN|absl|cpu_feature_guard|^[IWE]\d{4} ", re.MULTILINE)
@@ -131,13 +133,16 @@ def _one_line_error(result, *needles):
 
 
 def test_unwritable_out_is_one_line_before_any_work(readonly_dir, tmp_path, monkeypatch):
-    import keras_quaternion.compress_cli as compress_cli
-    import keras_quaternion.export.cli as export_cli
-    import keras_quaternion.training.cli as training_cli
+    import keras_quaternion.cli.distill as distill_cli
+    import keras_quaternion.cli.prune as prune_cli
+    import keras_quaternion.training.dataset_options as dataset_options
 
-    monkeypatch.setattr(training_cli, "prepare_dataset", _no_call("featurising"))
-    monkeypatch.setattr(compress_cli, "_load", _no_call("loading the model"))
-    monkeypatch.setattr(export_cli, "prepare_for_saved_model", _no_call("loading the model"))
+    monkeypatch.setattr(dataset_options, "prepare_dataset", _no_call("featurising"))
+    monkeypatch.setattr(prune_cli, "load_model_argument", _no_call("loading the model"))
+    monkeypatch.setattr(distill_cli, "load_model_argument", _no_call("loading the model"))
+    monkeypatch.setattr(
+        dataset_options.DatasetOptions, "prepare_for_saved_model", _no_call("loading the model")
+    )
     model = _tiny_model(tmp_path / "m.keras")
     out = str(readonly_dir / "run")
     runner = CliRunner()

@@ -96,7 +96,7 @@ def test_tfds_names_resolve_without_importing_tfds():
 
 
 def test_kq_train_accepts_a_tfds_name():
-    from keras_quaternion.training.cli import check_dataset_name
+    from keras_quaternion.training.dataset_options import check_dataset_name
 
     check_dataset_name("tfds:spoken_digit")  # no UsageError
 
@@ -254,7 +254,7 @@ def test_failed_download_names_the_folder(tmp_path, monkeypatch):
 def test_kq_data_prepares_a_tfds_builder(tmp_path):
     from click.testing import CliRunner
 
-    from keras_quaternion.datasets.cli import main
+    from keras_quaternion.cli.data import data_group as main
 
     result = CliRunner().invoke(main, ["download", "tfds:kq_toy_tags", "--to", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -18,6 +18,8 @@ import pytest
 from click.testing import CliRunner
 from sklearn import metrics as skm
 
+from keras_quaternion.cli.evaluate import eval_command
+from keras_quaternion.cli.train import train_command
 from keras_quaternion.layers import QConv2D
 from keras_quaternion.training import (
     PreparedData,
@@ -31,7 +33,7 @@ from keras_quaternion.training import (
     train,
 )
 from keras_quaternion.training import accuracy as kq_accuracy
-from keras_quaternion.training.cli import eval_command, parse_options, train_command
+from keras_quaternion.training.dataset_options import parse_options
 from keras_quaternion.training.schedules import make_schedule, plateau_scale
 
 TINY = {"width": 0.0625, "batch_size": 8, "verbose": 0}
@@ -474,6 +476,40 @@ def test_parse_options():
     }
     with pytest.raises(Exception, match="not key=value"):
         parse_options(["novalue"])
+
+
+def test_dataset_options_reach_the_commands_as_one_frozen_object(tmp_path, monkeypatch):
+    """The eight dataset options plus --dataset arrive as one DatasetOptions (kq-train, kq-eval)."""
+    import dataclasses
+
+    import click
+
+    from keras_quaternion.training.dataset_options import DatasetOptions
+
+    seen = []
+
+    def stop(self, *args, **kwargs):
+        seen.append(self)
+        raise click.ClickException("stopped before featurising")
+
+    monkeypatch.setattr(DatasetOptions, "prepare", stop)
+    monkeypatch.setattr(DatasetOptions, "prepare_for_saved_model", stop)
+    data_args = ["--data-dir", str(tmp_path / "d"), "--sample-rate", "8000", "--clip-seconds",
+                 "0.5", "--n-mels", "16", "--fold", "2", "--split", "speaker", "--option", "a=1",
+                 "--option", "b=x,y", "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+    expected = DatasetOptions(
+        "synthetic", tmp_path / "d", 8000, 0.5, 16, 2, "speaker", ("a=1", "b=x,y"), tmp_path / "c"
+    )
+    result = CliRunner().invoke(train_command, ["--out", str(tmp_path / "run"), *data_args])
+    assert result.exit_code == 1 and "stopped before featurising" in result.output, result.output
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"")
+    result = CliRunner().invoke(eval_command, [str(model), "--dataset", "synthetic", *data_args])
+    assert result.exit_code == 1 and "stopped before featurising" in result.output, result.output
+    assert seen == [expected, expected]
+    assert seen[0].loader_options() == {"a": 1, "b": ["x", "y"], "fold": 2, "split": "speaker"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        seen[0].fold = 3
 
 
 @pytest.mark.parametrize(

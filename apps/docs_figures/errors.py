@@ -27,7 +27,7 @@ Each message is shown as a template:
   constructor wraps around the arguments.
 
 Entries are grouped by area in data-flow order (layers, features, audio, datasets, models,
-counting, training, pruning, distill, compress_cli, export, cli, then shared helpers such as
+counting, training, pruning, distill, export, cli, then shared helpers such as
 ``files.py`` and any module of a new area), sorted by file and line, with
 identical templates of one file listed once. Only the part of the page between
 ``<!-- error-catalogue:start -->`` and ``<!-- error-catalogue:end -->`` is rewritten, atomically
@@ -60,12 +60,12 @@ AREAS = {
     "datasets": "Datasets (`keras_quaternion.datasets`)",
     "models": "Models (`keras_quaternion.models`)",
     "counting": "Counting parameters and MACs (`keras_quaternion.counting`)",
-    "training": "Training and evaluation (`keras_quaternion.training`, `kq-train`, `kq-eval`)",
+    "training": "Training, evaluation and the commands' data (`keras_quaternion.training`)",
     "pruning": "Pruning (`keras_quaternion.pruning`)",
     "distill": "Distillation (`keras_quaternion.distill`)",
-    "compress_cli": "Pruning and distillation commands (`kq-prune`, `kq-distill`)",
     "export": "Export (`keras_quaternion.export`, `kq-export`)",
-    "cli": "The `kq` command group (`keras_quaternion.cli`)",
+    "cli": "The commands (`keras_quaternion.cli`: `kq`, `kq-train`, `kq-eval`, `kq-prune`, "
+    "`kq-distill`, `kq-export`, `kq-data`)",
     # helpers shared by all areas
     "files": "Writing files (`keras_quaternion.files`)",
     "outdir": "Output folders of the commands (`keras_quaternion.outdir`: `--out`, `--cache-dir`)",

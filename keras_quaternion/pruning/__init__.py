@@ -4,6 +4,8 @@
   rebuilds a smaller functional model with the kept weights copied, plus a report.
 * :func:`importance` scores one layer (or kernel): ``METHODS`` lists the methods.
 * :func:`build_dependency_graph` shows which channels feed which layers.
+* :func:`prune_and_finetune` prunes, saves the model and its report, and optionally fine-tunes
+  it (with knowledge distillation): what ``kq-prune`` runs.
 
 See ``docs/pruning.md``.
 """
@@ -15,6 +17,7 @@ from keras_quaternion.pruning.core import (
     paper_plan,
     prune,
 )
+from keras_quaternion.pruning.finetune import prune_and_finetune
 from keras_quaternion.pruning.graph import (
     ChannelGroup,
     DependencyGraph,
@@ -54,6 +57,7 @@ __all__ = [
     "operator_norm_scores",
     "paper_plan",
     "prune",
+    "prune_and_finetune",
     "random_scores",
     "register_channel_preserving",
 ]

@@ -1,4 +1,4 @@
-"""Training: cached feature pipeline, metrics, resumable training loop, ``kq-train``/``kq-eval``.
+"""Training: cached feature pipeline, metrics, resumable training loop, the commands' data.
 
 One concept per module:
 
@@ -13,7 +13,9 @@ One concept per module:
 * :mod:`.model_io`: loading, building, checking and counting models;
 * :mod:`.evaluation`: ``predict()`` and ``evaluate()``;
 * :mod:`.strategy`: ``tf.distribute`` strategies by name; :mod:`.multiworker`: its epoch loop;
-* :mod:`.metrics`, :mod:`.plots`: scores and figures; :mod:`.cli`: ``kq-train``, ``kq-eval``.
+* :mod:`.metrics`, :mod:`.plots`: scores and figures;
+* :mod:`.dataset_options`: the dataset options of the ``kq-*`` commands as one object
+  (``DatasetOptions``) and preparing the data they name (the commands: :mod:`keras_quaternion.cli`).
 """
 
 from keras_quaternion._startup import COMMAND as _COMMAND
@@ -23,6 +25,7 @@ if _COMMAND:  # a kq-* command: load on first use (--help must not import Tensor
     __getattr__ = _lazy_attributes(
         __name__,
         {
+            "keras_quaternion.training.dataset_options": ("DatasetOptions",),
             "keras_quaternion.training.evaluation": ("evaluate", "predict"),
             "keras_quaternion.training.loop": ("train",),
             "keras_quaternion.training.metrics": (
@@ -48,6 +51,7 @@ if _COMMAND:  # a kq-* command: load on first use (--help must not import Tensor
         },
     )
 else:
+    from keras_quaternion.training.dataset_options import DatasetOptions
     from keras_quaternion.training.evaluation import evaluate, predict
     from keras_quaternion.training.loop import train
     from keras_quaternion.training.metrics import (
@@ -74,6 +78,7 @@ else:
 __all__ = [
     "DATASET_DEFAULTS",
     "SCHEDULES",
+    "DatasetOptions",
     "STRATEGIES",
     "PreparedData",
     "Recipe",

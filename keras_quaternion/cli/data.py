@@ -5,7 +5,8 @@
     kq-data download tfds:gtzan [--to D]  let TensorFlow Datasets download and prepare a builder
 
 The command imports neither TensorFlow nor Keras (the package's top level skips them under
-``kq-data``), except ``download tfds:NAME``, which needs TensorFlow Datasets.
+``kq-data``), except ``download tfds:NAME``, which needs TensorFlow Datasets. Its entry point is
+:func:`keras_quaternion.cli.data_main`.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from pathlib import Path
 
 import click
 
-__all__ = ["download_command", "list_command", "main"]
+__all__ = ["data_group", "download_command", "list_command"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="keras-quaternion")
-def main():
+def data_group():
     """Download datasets for keras-quaternion, checked and laid out for their loaders."""
 
 
-@main.command("list")
+@data_group.command("list")
 def list_command():
     """List the downloadable datasets, their archives and how each is checked.
 
@@ -54,7 +55,7 @@ def _download_tfds(name, to, config, quiet):
     click.echo(f"Train on it with: kq-train --dataset {name}{where}{config_hint}")
 
 
-@main.command("download")
+@data_group.command("download")
 @click.argument("name")
 @click.option(
     "--to",

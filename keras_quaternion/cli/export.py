@@ -1,4 +1,4 @@
-"""``kq-export`` / ``kq export``: a trained .keras model -> verified int8 TFLite (+ micro files).
+"""``kq-export`` (also ``kq export``): a trained .keras model -> verified int8 TFLite (+ micro files).
 
 Example::
 
@@ -21,8 +21,11 @@ from pathlib import Path
 
 import click
 
+from keras_quaternion.cli.options import CONTEXT, dataset_options
 from keras_quaternion.export.strategies import STRATEGY_NAMES
-from keras_quaternion.training.cli import claim_out, dataset_cli_options, prepare_for_saved_model
+from keras_quaternion.outdir import claim_out
+
+__all__ = ["export_command"]
 
 
 def _fmt(value):
@@ -33,7 +36,7 @@ def _fmt(value):
     )
 
 
-@click.command(name="export", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(name="export", context_settings=CONTEXT)
 @click.argument(
     "model_path", metavar="MODEL.keras", type=click.Path(dir_okay=False, path_type=Path)
 )
@@ -94,11 +97,10 @@ def _fmt(value):
     default=None,
     help="Dataset seed (validation carve); default: the training run's.",
 )
-@dataset_cli_options
+@dataset_options
 def export_command(
     model_path,
     out_dir,
-    dataset,
     float_only,
     micro,
     quaternion,
@@ -108,14 +110,7 @@ def export_command(
     verify_samples,
     strict,
     seed,
-    data_dir,
-    sample_rate,
-    clip_seconds,
-    n_mels,
-    fold,
-    split_protocol,
-    options,
-    cache_dir,
+    data,
 ):
     """Export MODEL.keras to TFLite (int8 by default), verified on TFLite Micro.
 
@@ -123,27 +118,10 @@ def export_command(
     --micro, and OUT/export_report.json (sizes, arena, operators, parameters, MACs, accuracy of
     float Keras / float TFLite / int8 TFLite, LiteRT latency).
     """
-    from keras_quaternion.export.micro import micro_symbols
     from keras_quaternion.export.pipeline import export_model
     from keras_quaternion.export.tflite import ExportError
 
-    if quaternion == "compact" and float_only:
-        raise click.BadParameter(
-            "'compact' exists for int8 models only; drop --float or use --quaternion expanded.",
-            param_hint="--quaternion",
-        )
-    if not model_path.is_file():
-        raise click.BadParameter(f"'{model_path}' does not exist.", param_hint="MODEL.keras")
-    if model_path.suffix.lower() != ".keras":
-        raise click.BadParameter(
-            f"'{model_path}' is not a .keras file; export a model saved by kq-train or "
-            f"model.save('name.keras').",
-            param_hint="MODEL.keras",
-        )
-    try:
-        micro_symbols(name)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--name") from None
+    _check_arguments(model_path, quaternion, float_only, name)
     claim_out(out_dir)
     from keras_quaternion.training.loop import load_model
 
@@ -154,19 +132,10 @@ def export_command(
             raise click.ClickException(str(err)) from None
 
     progress = sys.stderr.isatty()
-    model, prepared = prepare_for_saved_model(
+    model, prepared = data.prepare_for_saved_model(
         model_path,
         load,
-        dataset=dataset,
-        data_dir=data_dir,
-        sample_rate=sample_rate,
-        clip_seconds=clip_seconds,
-        n_mels=n_mels,
-        fold=fold,
-        split_protocol=split_protocol,
-        options=options,
         seed=seed,
-        cache_dir=cache_dir,
         missing_dataset=f"--dataset is required: int8 export calibrates on its train split and "
         f"the report scores its {subset} split, and there is no metrics.json next to "
         f"'{model_path}' to read it from.",
@@ -190,6 +159,29 @@ def export_command(
         raise click.ClickException(str(err)) from None
 
     _print_summary(report, out_dir)
+
+
+def _check_arguments(model_path: Path, quaternion: str, float_only: bool, name: str) -> None:
+    """What kq-export checks before it claims --out or loads the model."""
+    from keras_quaternion.export.micro import micro_symbols
+
+    if quaternion == "compact" and float_only:
+        raise click.BadParameter(
+            "'compact' exists for int8 models only; drop --float or use --quaternion expanded.",
+            param_hint="--quaternion",
+        )
+    if not model_path.is_file():
+        raise click.BadParameter(f"'{model_path}' does not exist.", param_hint="MODEL.keras")
+    if model_path.suffix.lower() != ".keras":
+        raise click.BadParameter(
+            f"'{model_path}' is not a .keras file; export a model saved by kq-train or "
+            f"model.save('name.keras').",
+            param_hint="MODEL.keras",
+        )
+    try:
+        micro_symbols(name)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--name") from None
 
 
 def _print_summary(report, out_dir):

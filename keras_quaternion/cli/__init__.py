@@ -1,11 +1,19 @@
-"""Command-line entry points: ``kq`` (group) and ``kq-train``, ``kq-eval``, ``kq-prune``,
-``kq-distill``, ``kq-export``.
+"""The command line: ``kq`` (group), ``kq-train``, ``kq-eval``, ``kq-prune``, ``kq-distill``,
+``kq-export`` and ``kq-data``.
 
-Each command lives with its concept (``training``, ``compress_cli``, ``export``); this module only
-wires them together, importing each command's module only when that command runs. In these
-processes the package loads lazily (:mod:`keras_quaternion._startup`): ``--help`` and
-``--version`` answer without importing TensorFlow, and TensorFlow's C++ start-up notes are kept
-out of the output once a command does import it.
+One module per command group, each only parsing the command line and calling the library:
+
+* :mod:`.train`: ``kq-train``; :mod:`.evaluate`: ``kq-eval``; :mod:`.prune`: ``kq-prune``;
+  :mod:`.distill`: ``kq-distill``; :mod:`.export`: ``kq-export``; :mod:`.data`: ``kq-data``;
+* :mod:`.options`: the options several commands share, and :func:`.options.dataset_options`,
+  which bundles the dataset options into one
+  :class:`~keras_quaternion.training.dataset_options.DatasetOptions`;
+* :mod:`.output`: the summary lines the commands print.
+
+This module only wires them together, importing each command's module only when that command
+runs. In these processes the package loads lazily (:mod:`keras_quaternion._startup`): ``--help``
+and ``--version`` answer without importing TensorFlow, and TensorFlow's C++ start-up notes are
+kept out of the output once a command does import it.
 """
 
 from __future__ import annotations
@@ -17,13 +25,24 @@ import click
 from keras_quaternion import __version__
 from keras_quaternion._startup import quiet_tensorflow
 
+__all__ = [
+    "COMMANDS",
+    "data_main",
+    "distill_main",
+    "eval_main",
+    "export_main",
+    "main",
+    "prune_main",
+    "train_main",
+]
+
 #: command name -> (module, attribute) of its click command
 COMMANDS = {
-    "train": ("keras_quaternion.training.cli", "train_command"),
-    "eval": ("keras_quaternion.training.cli", "eval_command"),
-    "prune": ("keras_quaternion.compress_cli", "prune_command"),
-    "distill": ("keras_quaternion.compress_cli", "distill_command"),
-    "export": ("keras_quaternion.export.cli", "export_command"),
+    "train": ("keras_quaternion.cli.train", "train_command"),
+    "eval": ("keras_quaternion.cli.evaluate", "eval_command"),
+    "prune": ("keras_quaternion.cli.prune", "prune_command"),
+    "distill": ("keras_quaternion.cli.distill", "distill_command"),
+    "export": ("keras_quaternion.cli.export", "export_command"),
 }
 
 _HELP = {
@@ -85,5 +104,8 @@ distill_main = _standalone("distill")
 export_main = _standalone("export")
 
 
-if __name__ == "__main__":  # python -m keras_quaternion.cli ...
-    main(prog_name="kq")
+def data_main():
+    """Entry point of ``kq-data`` (:mod:`keras_quaternion.cli.data`)."""
+    from keras_quaternion.cli.data import data_group
+
+    return data_group()
