@@ -315,3 +315,32 @@ def test_worker_of_a_multiworker_cluster():
     )
     assert worker_of(SimpleNamespace(cluster_resolver=resolver)) == (2, 3)
     assert pipeline._worker_rows(np.zeros(7), 7, (2, 3)).tolist() == [2, 5]
+
+
+def test_kq_data_prepare_builds_ranges_and_reports_interrupted_shards(tmp_path):
+    from click.testing import CliRunner
+
+    from keras_quaternion.cli.data import prepare_command
+
+    base = ["synthetic", "--option", "samples_per_class=4", "--sample-rate", "8000",
+            "--clip-seconds", "0.5", "--n-mels", "32", "--cache-format", "logmel16",
+            "--shard-size", "8", "--cache-dir", str(tmp_path), "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(prepare_command, [*base, "--shards", "1:3"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Shards 1:3 of 7 in ") and "built 2 (12 clips" in result.output
+    assert "not complete yet" in result.output
+    folder = next((tmp_path / "features" / "synthetic").iterdir())
+    (folder / "train-00001.json").unlink()  # as if its worker died after the rename
+    old = time.time() - 600
+    os.utime(folder / "train-00001.npy", (old, old))
+    with pytest.warns(UserWarning, match="train-00001: 'train-00001.npy' has no record"):
+        result = CliRunner().invoke(prepare_command, base)
+    assert result.exit_code == 0, result.output
+    assert "Rebuilt after an interrupted worker: train-00001" in result.output
+    assert "The cache is complete" in result.output
+    # the cache kq-train reads with the same options
+    assert _sharded(tmp_path).cache_path == folder
+    bad = CliRunner().invoke(prepare_command, ["synthetic", "--shards", "0:1"])
+    assert bad.exit_code == 2 and "add --cache-format logmel16" in bad.output
+    bad = CliRunner().invoke(prepare_command, [*base, "--shards", "5:99"])
+    assert bad.exit_code == 1 and "outside the plan's 7 shards" in bad.output

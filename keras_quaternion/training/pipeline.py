@@ -1173,7 +1173,7 @@ def build_cache(
         return {
             "folder": where.cached.cache_path,
             "shards": total,
-            "range": range(total),
+            "range": kq_shards.parse_shard_range(shards, total),  # still check the range
             "built": [],
             "kept": [],
             "rebuilt": {},
