@@ -151,7 +151,7 @@ def prepare_command(shards, seed, quiet, data):
     from keras_quaternion.training.shards import CacheDiskFullError, ShardError, describe_build
 
     check_dataset_name(data.dataset)
-    if data.cache_format != "logmel16":
+    if data.cache_format in (None, "float32"):
         if shards is not None or data.workers > 1:
             raise click.UsageError(
                 "--shards and --workers build a sharded cache: add --cache-format logmel16."

@@ -222,10 +222,10 @@ _DATASET_OPTIONS = [
     click.option(
         "--cache-format",
         type=click.Choice(["float32", "logmel16"]),
-        default="float32",
-        show_default=True,
-        help="Feature cache: float32 quaternion features, or float16 log-mel in shards (8x "
-        "smaller; quaternion models then compute the deltas in the model).",
+        default=None,
+        help="Feature cache: float32 quaternion features (the default, or the format a saved "
+        "model was trained on), or float16 log-mel in shards (8x smaller; quaternion models "
+        "then compute the deltas in the model).",
     ),
     click.option(
         "--shard-size",

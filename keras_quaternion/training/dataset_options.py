@@ -289,7 +289,8 @@ class DatasetOptions:
         cache_dir: ``--cache-dir``, the feature cache folder.
         download: ``--download``: fetch the dataset (:func:`download_data_dir`) when
             ``data_dir`` does not hold it.
-        cache_format: ``--cache-format``, ``"float32"`` or ``"logmel16"``.
+        cache_format: ``--cache-format``, ``"float32"`` or ``"logmel16"`` (``None``:
+            ``"float32"``, or the format recorded for a saved model's training run).
         shard_size: ``--shard-size``, clips per shard of a ``"logmel16"`` cache.
         workers: ``--workers``, processes building its missing shards.
 
@@ -311,7 +312,7 @@ class DatasetOptions:
     options: tuple[str, ...] = ()
     cache_dir: Path | None = None
     download: bool = False
-    cache_format: str = "float32"
+    cache_format: str | None = None
     shard_size: int | None = None
     workers: int = 1
 
@@ -362,7 +363,7 @@ class DatasetOptions:
             loader_options,
             feature_config=feature_config,
             progress=progress,
-            cache_format=self.cache_format,
+            cache_format=self.cache_format or "float32",
             shard_size=self.shard_size,
             workers=self.workers,
         )
@@ -446,12 +447,16 @@ class DatasetOptions:
 
         With the recorded feature configuration, the recorded clip length also applies unless
         ``--clip-seconds`` was given; otherwise the features follow the fields (and ``None``).
+        The recorded cache format applies unless ``--cache-format`` was given.
         """
+        chosen = self
+        if self.cache_format is None and run.get("cache_format"):
+            chosen = self.replace(cache_format=run["cache_format"])
         if not run.get("feature_config") or self.sample_rate is not None or self.n_mels is not None:
-            return self, None
+            return chosen, None
         from keras_quaternion.features import FeatureConfig
 
         feature_config = FeatureConfig.from_dict(run["feature_config"])
         if self.clip_seconds is None:
-            return self.replace(clip_seconds=run.get("clip_seconds")), feature_config
-        return self, feature_config
+            return chosen.replace(clip_seconds=run.get("clip_seconds")), feature_config
+        return chosen, feature_config

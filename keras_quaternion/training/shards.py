@@ -573,13 +573,14 @@ def build_one(task: dict) -> dict:
             as its ``train`` split and ``config`` a feature-config dict.
 
     Returns:
-        ``{"shard", "rows", "bytes", "start", "end"}`` (``time.time()`` around the work).
+        ``{"shard", "rows", "bytes", "start", "end", "cpu"}``: ``time.time()`` around the work
+        and the CPU seconds it took (every thread of the process).
     """
     from keras_quaternion.audio import decode_many
     from keras_quaternion.datasets.base import _H5Pool
     from keras_quaternion.features import FeatureConfig, log_mel
 
-    begun = time.time()
+    begun, cpu = time.time(), time.process_time()
     config = FeatureConfig.from_dict(task["config"])
     ds, shard, clip = task["dataset"], task["shard"], task["clip_seconds"]
     examples = ds.splits["train"]
@@ -609,6 +610,7 @@ def build_one(task: dict) -> dict:
         "bytes": record["bytes"],
         "start": begun,
         "end": time.time(),
+        "cpu": time.process_time() - cpu,  # this process's CPU seconds (a worker runs one task)
     }
 
 
