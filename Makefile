@@ -42,7 +42,7 @@ figures-timed:
 	$(SPLICE) docs/models.md bench_models_fast $(OUT)/bench_models_fast.md
 	$(PY) benchmarks/bench_pruning.py --out $(OUT)/bench_pruning.md
 	$(SPLICE) docs/pruning.md bench_pruning $(OUT)/bench_pruning.md
-	$(PY) benchmarks/bench_data.py --clips 512 --out $(OUT)/bench_data.md \
+	$(PY) benchmarks/bench_data.py --out $(OUT)/bench_data.md \
 		--json $(OUT)/bench_data.json
 	$(SPLICE) docs/training.md bench_data $(OUT)/bench_data.md
 
