@@ -7,9 +7,11 @@
 #
 # FSDD-based figures read ../shared/data/fsdd unless FSDD=... says otherwise. The TFLite Micro
 # latencies and compact-model arena in docs/deploy.md need KQ_TFLM_ROOT (a built TFLite Micro
-# checkout, see docs/deploy.md); without it those cells say so.
+# checkout, see docs/deploy.md); without it those cells say so. The PANNs golden check in
+# docs/transfer.md reads ../shared/data/panns unless PANNS=... says otherwise.
 PY ?= python
 FSDD ?= ../shared/data/fsdd
+PANNS ?= ../shared/data/panns
 OUT := build/figures
 SPLICE := $(PY) apps/docs_figures/splice.py
 
@@ -45,6 +47,8 @@ figures-timed:
 	$(PY) benchmarks/bench_data.py --out $(OUT)/bench_data.md \
 		--json $(OUT)/bench_data.json
 	$(SPLICE) docs/training.md bench_data $(OUT)/bench_data.md
+	$(PY) benchmarks/panns_golden.py --panns-dir $(PANNS) --out $(OUT)/panns_golden.md
+	$(SPLICE) docs/transfer.md panns_golden $(OUT)/panns_golden.md
 
 # trained on real recordings (FSDD)
 figures-trained:
@@ -72,6 +76,9 @@ figures-trained:
 		--tflite per-architecture --out $(OUT)/paper_recipe
 	$(SPLICE) docs/compression.md paper_recipe $(OUT)/paper_recipe/results.md
 	cp $(OUT)/paper_recipe/accuracy_vs_macs.png docs/img/paper_recipe_fsdd.png
+	$(PY) benchmarks/bench_opnorm_order.py --data-dir $(FSDD) --work-dir $(OUT)/opnorm_order \
+		--out $(OUT)/opnorm_order.md
+	$(SPLICE) docs/pruning.md opnorm_order $(OUT)/opnorm_order.md
 
 docs:
 	mkdocs build --strict

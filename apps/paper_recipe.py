@@ -50,8 +50,8 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from keras_quaternion.files import atomic_write  # noqa: E402
+from keras_quaternion.pruning.scores import METHODS  # noqa: E402
 
-METHODS = ("operator-norm", "l1", "geometric-median", "random")
 FULL_SCALE = ("audioset", "gtzan", "esc50", "ravdess")
 COLUMNS = (
     "dataset",
@@ -386,7 +386,7 @@ def plot(rows, path, title=""):
     if not model_names:
         raise ValueError("plot: no rows to draw.")
     score_name = rows[0]["score_name"]
-    colours = dict(zip(METHODS, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
+    colours = dict(zip(METHODS, ("tab:blue", "tab:purple", "tab:orange", "tab:green", "tab:red")))
     fig, axes = plt.subplots(
         1, len(model_names), figsize=(5.2 * len(model_names), 4.2), sharey=True, squeeze=False
     )

@@ -30,6 +30,14 @@ Pass ``outputs="logits"`` for models without a final activation. The task loss (
 ...)``, by default cross-entropy chosen from the label shape) is applied to the model outputs as
 they are, and ``test_step`` scores the student alone. Saving a :class:`Distiller` saves the
 student alone, so a ``ModelCheckpoint`` keeps a deployable student.
+
+Teacher and student may take different inputs computed from the same audio: the batches hold
+the student's input, and ``teacher_input`` maps it to the teacher's. The default, ``"auto"``,
+passes it unchanged when both models take the same shape, and gives a real (1-channel) teacher
+the log-mel channel of a quaternion (4-channel: log-mel, Δ, Δ², Δ³) student's features
+(:func:`log_mel_channel`), e.g. a converted PANNs CNN14 teacher for a ``qcnn6`` student: the
+log-mel channel of the quaternion features is the teacher's input when both use the same
+``FeatureConfig``. Any other mapping is a function passed as ``teacher_input``.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ import numbers
 import keras
 from keras import ops
 
-__all__ = ["Distiller", "distillation_loss", "model_output_kind"]
+__all__ = ["Distiller", "distillation_loss", "log_mel_channel", "model_output_kind"]
 
 _SOFTMAX_EPS = 1e-30
 _SIGMOID_EPS = 1e-7
@@ -107,6 +115,45 @@ def model_output_kind(model):
         f"activation {name!r}; expected softmax, sigmoid or linear. Pass outputs='probabilities'"
         " or outputs='logits' to Distiller explicitly."
     )
+
+
+def log_mel_channel(x):
+    """The log-mel channel (the first) of quaternion features ``[batch, frames, mels, 4]``.
+
+    A real model's input computed from the same audio with the same ``FeatureConfig``; the
+    :class:`Distiller`'s ``teacher_input`` for a real teacher and a quaternion student.
+
+    Example:
+        >>> import numpy as np
+        >>> tuple(log_mel_channel(np.zeros((2, 10, 8, 4))).shape)
+        (2, 10, 8, 1)
+    """
+    return x[..., :1]
+
+
+def _input_shape(model):
+    inputs = getattr(model, "inputs", None)
+    return tuple(inputs[0].shape) if inputs and len(inputs) == 1 else None
+
+
+def _teacher_input(teacher_input, student, teacher):
+    """The function mapping the student's input batch to the teacher's (see Distiller)."""
+    if callable(teacher_input):
+        return teacher_input
+    if teacher_input != "auto":
+        raise ValueError(
+            f"Distiller: teacher_input={teacher_input!r}; expected 'auto' or a function mapping "
+            "the student's input batch to the teacher's (e.g. log_mel_channel)."
+        )
+    s_shape, t_shape = _input_shape(student), _input_shape(teacher)
+    if (
+        s_shape is not None
+        and t_shape is not None
+        and len(s_shape) == len(t_shape) == 4
+        and (s_shape[-1], t_shape[-1]) == (4, 1)
+    ):
+        return log_mel_channel
+    return None  # the same input: the shapes are checked by _check_shapes
 
 
 def _to_logits(y, kind, multi_label):
@@ -300,19 +347,25 @@ class Distiller(keras.Model):
 
     Args:
         student: ``keras.Model`` to train, single output ``[batch, classes]``.
-        teacher: trained ``keras.Model`` with the same input and output shapes.
+        teacher: trained ``keras.Model`` with the same output shape, and the same input shape
+            unless ``teacher_input`` maps the student's input to the teacher's.
         temperature: softening temperature ``T > 0`` (default 2, as in the paper).
         alpha: weight of the task loss, ``0 <= alpha <= 1``; ``1 - alpha`` weighs the soft loss.
         multi_label: sigmoid/binary-cross-entropy form (AudioSet) instead of softmax/KL.
         outputs: ``"auto"`` (read each model's final activation), ``"probabilities"`` or
             ``"logits"`` (applies to both models).
+        teacher_input: ``"auto"``: the student's input as it is when the two input shapes
+            match, its log-mel channel (:func:`log_mel_channel`) for a 1-channel teacher and a
+            4-channel (quaternion features) student; or a function from the student's input
+            batch to the teacher's.
         name: model name.
 
     Raises:
         TypeError: ``student`` or ``teacher`` is not a ``keras.Model``.
-        ValueError: ``alpha`` outside ``[0, 1]``, ``temperature <= 0``, ``outputs`` unknown,
-            input/output shapes of the two models differ, or the output activations do not
-            match ``multi_label`` (softmax for single-label, sigmoid for multi-label).
+        ValueError: ``alpha`` outside ``[0, 1]``, ``temperature <= 0``, ``outputs`` or
+            ``teacher_input`` unknown, output shapes (or, without a ``teacher_input`` mapping,
+            input shapes) of the two models differ, or the output activations do not match
+            ``multi_label`` (softmax for single-label, sigmoid for multi-label).
 
     Example:
         >>> import keras, numpy as np
@@ -337,6 +390,7 @@ class Distiller(keras.Model):
         alpha=0.5,
         multi_label=False,
         outputs="auto",
+        teacher_input="auto",
         name="distiller",
         **kwargs,
     ):
@@ -362,7 +416,8 @@ class Distiller(keras.Model):
         self.alpha = float(alpha)
         self.multi_label = bool(multi_label)
         self.outputs_kind = outputs
-        self._check_shapes(student, teacher)
+        self.teacher_input = _teacher_input(teacher_input, student, teacher)
+        self._check_shapes(student, teacher, same_input=self.teacher_input is None)
         self._student_kind = self._resolve_kind(student, "student")
         self._teacher_kind = self._resolve_kind(teacher, "teacher")
         self.student = student
@@ -373,8 +428,8 @@ class Distiller(keras.Model):
 
     # ----------------------------------------------------------------------------- validation
     @staticmethod
-    def _check_shapes(student, teacher):
-        for what in ("inputs", "outputs"):
+    def _check_shapes(student, teacher, same_input=True):
+        for what in ("inputs", "outputs") if same_input else ("outputs",):
             s_list = getattr(student, what, None)
             t_list = getattr(teacher, what, None)
             if not s_list or not t_list:
@@ -392,8 +447,10 @@ class Distiller(keras.Model):
                 if not compatible:
                     raise ValueError(
                         f"Distiller: student {what[:-1]} shape {s_shape} does not match teacher "
-                        f"{what[:-1]} shape {t_shape}; the two models must take the same input "
-                        "and predict the same classes."
+                        f"{what[:-1]} shape {t_shape}; the two models must predict the same "
+                        "classes, and take the same input unless teacher_input maps the "
+                        "student's input to the teacher's (a 1-channel log-mel teacher and a "
+                        "4-channel quaternion student are mapped automatically)."
                     )
 
     def _resolve_kind(self, model, role):
@@ -463,6 +520,12 @@ class Distiller(keras.Model):
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
 
+    def teacher_outputs(self, x):
+        """The frozen teacher's outputs for the student's input batch ``x``."""
+        if self.teacher_input is not None:
+            x = self.teacher_input(x)
+        return self.teacher(x, training=False)
+
     def soft_loss(self, teacher_outputs, student_outputs, sample_weight=None):
         """``T**2``-scaled soft loss for this distiller's settings (per replica, unscaled)."""
         teacher_logits = ops.stop_gradient(
@@ -498,7 +561,7 @@ class Distiller(keras.Model):
         if not self.compiled:
             raise RuntimeError("Distiller.loss_terms: call compile() first.")
         y_pred = self.student(x, training=training)
-        teacher_pred = self.teacher(x, training=False)
+        teacher_pred = self.teacher_outputs(x)
         total, task, soft = self._objective(x, y, y_pred, teacher_pred, sample_weight, training)
         return {
             "loss": _unscale_for_replicas(total),
@@ -531,7 +594,7 @@ class Distiller(keras.Model):
         import tensorflow as tf
 
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        teacher_pred = ops.stop_gradient(self.teacher(x, training=False))
+        teacher_pred = ops.stop_gradient(self.teacher_outputs(x))
         weights = self.student.trainable_weights
         with tf.GradientTape() as tape:
             y_pred = self.student(x, training=True)
@@ -546,7 +609,7 @@ class Distiller(keras.Model):
         """Score the student (``training=False``) and the objective on one batch."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y_pred = self.student(x, training=False)
-        teacher_pred = self.teacher(x, training=False)
+        teacher_pred = self.teacher_outputs(x)
         total, task, soft = self._objective(x, y, y_pred, teacher_pred, sample_weight, False)
         self._track(x, total, task, soft)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)

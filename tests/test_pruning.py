@@ -16,6 +16,7 @@ from keras_quaternion.pruning import (
     build_dependency_graph,
     importance,
     operator_norm_scores,
+    order_sensitivity,
     prune,
 )
 
@@ -64,6 +65,53 @@ def test_operator_norm_matches_plain_implementation_and_ignores_the_mean_filter(
     np.testing.assert_allclose(operator_norm_scores(w), naive_operator_norm(w), rtol=1e-7)
     shifted = w + RNG.normal(size=(1, 300, 9))  # adding one filter to all changes nothing
     np.testing.assert_allclose(operator_norm_scores(shifted), operator_norm_scores(w), atol=1e-9)
+
+
+def naive_unsigned_operator_norm(w):
+    """The order-independent variant written plainly: squared projections, summed over channels."""
+    n_f, n_c, _ = w.shape
+    score = np.zeros(n_f)
+    for c in range(n_c):
+        a = w[:, c, :].astype(np.float64)
+        centred = a - a.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        score += (centred @ vt[0]) ** 2
+    return score / score.max()
+
+
+def _decisions(scores, keep):
+    return set(np.argsort(scores, kind="stable")[-keep:].tolist())
+
+
+def test_released_operator_norm_depends_on_the_order_of_the_filters():
+    # Each channel's direction is signed by filter 0, so moving another filter to the front can
+    # flip channels' terms; over a few permutations some keep/prune decisions change.
+    w = RNG.normal(size=(16, 12, 9))
+    reference = _decisions(operator_norm_scores(w), 8)
+    changed = 0
+    for seed in range(5):
+        order = np.random.default_rng(seed).permutation(16)
+        permuted = operator_norm_scores(w[order])
+        unpermuted = np.empty(16)
+        unpermuted[order] = permuted
+        changed += len(reference ^ _decisions(unpermuted, 8))
+    assert changed > 0
+
+
+def test_unsigned_operator_norm_is_independent_of_the_order_and_matches_plain_svd():
+    w = RNG.normal(size=(16, 300, 9))
+    scores = operator_norm_scores(w, signed=False)
+    np.testing.assert_allclose(scores, naive_unsigned_operator_norm(w), rtol=1e-7)
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(16)
+        np.testing.assert_allclose(operator_norm_scores(w[order], signed=False), scores[order])
+    kernel = RNG.normal(size=(4, 3, 3, 5, 6))
+    per_component = [
+        naive_unsigned_operator_norm(kernel[n].reshape(9, 5, 6).transpose(2, 1, 0))
+        for n in range(4)
+    ]
+    got = importance(kernel, "operator-norm-unsigned", quaternion=True)
+    np.testing.assert_allclose(got, np.mean(per_component, axis=0), rtol=1e-7)
 
 
 def test_quaternion_operator_norm_averages_the_four_components():
@@ -119,7 +167,13 @@ def test_importance_errors():
         dense = layers.Dense(3)
         dense.build((None, 4))
         importance(dense, "l1", quaternion=True)
-    assert METHODS == ("operator-norm", "l1", "geometric-median", "random")
+    assert METHODS == (
+        "operator-norm",
+        "operator-norm-unsigned",
+        "l1",
+        "geometric-median",
+        "random",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,3 +472,26 @@ def test_pruned_model_trains():
     assert np.isfinite(loss)
     after = [w.numpy() for w in pruned.trainable_weights]
     assert all(not np.array_equal(a, b) for a, b in zip(before, after) if a.ndim > 1)
+
+
+def test_order_sensitivity_measures_the_released_formula_and_zero_for_the_others():
+    kernel = RNG.normal(size=(4, 3, 3, 8, 16))
+    assert order_sensitivity(kernel, "operator-norm", quaternion=True) > 0.0
+    for method in ("operator-norm-unsigned", "l1", "geometric-median"):
+        assert order_sensitivity(kernel, method, quaternion=True) == 0.0
+    layer = QConv2D(6, 3)
+    layer.build((None, 8, 8, 20))
+    assert order_sensitivity(layer, "operator-norm-unsigned", permutations=2) == 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"method": "random"}, "has no order"),
+        ({"method": "l1", "ratio": 1.0}, "ratio must be in"),
+        ({"method": "l1", "permutations": 0}, "permutations must be"),
+    ],
+)
+def test_order_sensitivity_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        order_sensitivity(RNG.normal(size=(3, 3, 2, 4)), **kwargs)

@@ -126,7 +126,8 @@ def distill_command(
 
 
 def _load_teacher(teacher_path: Path, student: str):
-    """The teacher model, after checking --student is a registry model with the same input."""
+    """The teacher model, after checking --student is a registry model that can learn from it
+    (the same input, or a real teacher fed the log-mel channel of a quaternion student's)."""
     from keras_quaternion import models
 
     if student not in models.names():
@@ -137,10 +138,10 @@ def _load_teacher(teacher_path: Path, student: str):
     teacher = load_model_argument(teacher_path, "--teacher")
     teacher_channels = teacher.input_shape[-1] if isinstance(teacher.input_shape, tuple) else None
     student_channels = models.describe(student).input_channels
-    if teacher_channels is not None and teacher_channels != student_channels:
+    if (teacher_channels, student_channels) == (4, 1):  # a real teacher reads the log-mel
         raise click.UsageError(
-            f"The teacher '{teacher_path}' takes {teacher_channels}-channel features but "
-            f"{student} takes {student_channels}; distil between models with the same input "
-            "(real CNNs: log-mel, 1 channel; quaternion models and mccnn14: 4 channels)."
+            f"The teacher '{teacher_path}' takes the 4-channel quaternion features but "
+            f"{student} only their log-mel channel; distil into a quaternion model (or "
+            "mccnn14), or from a real (log-mel) teacher."
         )
     return teacher

@@ -29,7 +29,7 @@ __all__ = ["METHODS", "prune_command"]
 
 #: Pruning methods offered by ``--method`` (keras_quaternion.pruning.METHODS, spelt out here so
 #: that ``kq-prune --help`` does not import TensorFlow; tests/test_compress_cli.py checks they agree).
-METHODS = ("operator-norm", "l1", "geometric-median", "random")
+METHODS = ("operator-norm", "operator-norm-unsigned", "l1", "geometric-median", "random")
 
 #: The file kq-prune writes the final model to (keras_quaternion.pruning.finetune.MODEL_FILE).
 MODEL_FILE = "model.keras"

@@ -12,6 +12,7 @@ import click
 
 from keras_quaternion.cli.options import CONTEXT, dataset_options, shared_option
 from keras_quaternion.cli.output import summary_line
+from keras_quaternion.cli.panns import FINETUNE_LR, PannsPlan
 from keras_quaternion.outdir import claim_out
 from keras_quaternion.training.dataset_options import check_dataset_name
 from keras_quaternion.training.recipe import DEFAULT_EPOCHS, DEFAULT_GAIN_DB
@@ -72,12 +73,44 @@ DEFAULT_DROPOUT = 0.1
 )
 @click.option(
     "--teacher",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="A trained .keras model to distil from (same input as the student).",
+    metavar="PATH|panns:PATH",
+    help="A trained .keras model to distil from (the student's input, or a real teacher fed "
+    "the log-mel channel of a quaternion student's features), or panns:PATH, a PANNs "
+    "checkpoint fine-tuned first (--teacher-epochs). See docs/transfer.md.",
 )
 @shared_option("temperature", help="Distillation temperature (with --teacher).")
 @shared_option("alpha", help="Weight of the task loss in distillation (with --teacher).")
+@click.option(
+    "--teacher-epochs",
+    type=click.IntRange(1, 100000),
+    default=None,
+    help="With --teacher panns:PATH: epochs of fine-tuning the teacher (new output layer for "
+    "the dataset's classes) before distillation, in OUT/teacher.",
+)
+@click.option(
+    "--teacher-lr",
+    type=click.FloatRange(0, 10, min_open=True),
+    default=FINETUNE_LR,
+    show_default=True,
+    help="Peak learning rate of the PANNs teacher's fine-tuning.",
+)
+@click.option(
+    "--init",
+    default=None,
+    metavar="panns:PATH",
+    help="Start --model (cnn6, cnn10, cnn14, resnet22 or resnet38) from a PANNs AudioSet "
+    "checkpoint, with a new output layer; features become PANNs' (32 kHz, 64 mel bands) and "
+    f"--lr defaults to {FINETUNE_LR:g}. See docs/transfer.md.",
+)
+@click.option(
+    "--freeze-epochs",
+    type=click.IntRange(0, 100000),
+    default=0,
+    show_default=True,
+    help="Epochs that train only the new output layer of a PANNs model (--init, or the "
+    "teacher's fine-tuning with --teacher panns:PATH) before the whole model.",
+)
 @shared_option("strategy")
 @click.option("--spec-augment", is_flag=True, help="SpecAugment-style time/frequency masking.")
 @click.option(
@@ -115,6 +148,10 @@ def train_command(
     teacher,
     temperature,
     alpha,
+    teacher_epochs,
+    teacher_lr,
+    init,
+    freeze_epochs,
     strategy,
     spec_augment,
     mixup,
@@ -133,9 +170,16 @@ def train_command(
         _list_datasets()
         return
     check_dataset_name(data.dataset)
+    panns = PannsPlan.of(model, width, init, teacher, data)
     model, width, model_options = _model_choice(model, width, dropout, bn)
+    width = None if panns.init is not None and panns.width is None else width
     out_dir = claim_out(out_dir or Path("runs") / f"{data.dataset}-{model}", strategy)
-    _check_teacher(teacher)
+    if panns.teacher is None:
+        _check_teacher(teacher)
+    transfer = panns.train_options(
+        model, epochs=epochs, freeze_epochs=freeze_epochs, teacher_epochs=teacher_epochs
+    )
+    lr = panns.learning_rate(lr)
     if warmup_epochs > epochs:
         raise click.BadParameter(
             f"{warmup_epochs:g} warm-up epochs is longer than the run (--epochs {epochs}).",
@@ -149,7 +193,12 @@ def train_command(
         strat = make_strategy(strategy)
     except (ValueError, RuntimeError) as err:
         raise click.ClickException(str(err)) from None
-    prepared = data.prepare(seed, loader_options=loader_options, progress=not quiet)
+    prepared = data.prepare(
+        seed,
+        loader_options=loader_options,
+        feature_config=panns.feature_config(),
+        progress=not quiet,
+    )
     result = _train(
         model,
         prepared,
@@ -166,6 +215,8 @@ def train_command(
         teacher=teacher,
         temperature=temperature,
         alpha=alpha,
+        teacher_lr=teacher_lr,
+        **transfer,
         strategy=strat,
         resume=not restart,
         spec_augment=spec_augment,
@@ -221,6 +272,7 @@ def _model_choice(model, width, dropout, bn):
 def _check_teacher(teacher) -> None:
     if teacher is None:
         return
+    teacher = Path(teacher)
     if not teacher.is_file():
         raise click.BadParameter(f"'{teacher}' does not exist.", param_hint="--teacher")
     if teacher.suffix != ".keras":

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from keras_quaternion.export.quiet import native_stderr_captured
 from keras_quaternion.export.tflm_ops import TFLM_BUILTIN_OPS, TFLM_SOURCE
 
 #: calibration samples :func:`to_tflite` runs on LiteRT and TFLite Micro after an int8 export
@@ -596,7 +597,8 @@ def _run_converter(model, export_model, samples, int8):
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            flatbuffer = converter.convert()
+            with native_stderr_captured():  # the converter's "fully_quantize: 0, ..." note
+                flatbuffer = converter.convert()
     except Exception as err:  # the converter raises ConverterError and plain exceptions
         raise _converter_error(err, model, int8) from err
     return bytes(flatbuffer)

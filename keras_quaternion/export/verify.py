@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 
+from keras_quaternion.export.quiet import native_stderr_captured
 from keras_quaternion.export.tflite import ExportError, _as_bytes, inspect_tflite
 
 
@@ -72,8 +73,9 @@ def _litert(tflite_model, *, reference=True, preserve=False, num_threads=1, dele
         kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     if preserve:
         kwargs["experimental_preserve_all_tensors"] = True
-    interpreter = Interpreter(**kwargs)
-    interpreter.allocate_tensors()
+    with native_stderr_captured():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" note
+        interpreter = Interpreter(**kwargs)
+        interpreter.allocate_tensors()
     return interpreter
 
 

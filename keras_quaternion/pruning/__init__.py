@@ -33,7 +33,9 @@ from keras_quaternion.pruning.scores import (
     geometric_median_scores,
     importance,
     l1_scores,
+    layer_kernel,
     operator_norm_scores,
+    order_sensitivity,
     random_scores,
 )
 
@@ -54,7 +56,9 @@ __all__ = [
     "geometric_median_scores",
     "importance",
     "l1_scores",
+    "layer_kernel",
     "operator_norm_scores",
+    "order_sensitivity",
     "paper_plan",
     "prune",
     "prune_and_finetune",

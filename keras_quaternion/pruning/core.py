@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -154,6 +155,30 @@ def prune(
     """
     check_method(method)
     ratio = _check_ratio(ratio, "ratio")
+    skip, per_layer = _check_options(frames, residual, skip, per_layer)
+    clock = time.perf_counter()
+    graph = build_dependency_graph(model)
+    seconds = {"graph": time.perf_counter() - clock, "scoring": 0.0}
+    selection = _select(model, graph, layers, skip, per_layer)
+    plan = _Plan(method, ratio, residual, seed, per_layer, selection, graph, model)
+    for group in graph.groups:
+        plan.add(group)
+    seconds["scoring"] = plan.scoring_seconds
+    clock = time.perf_counter()
+    new_model, changed = rebuild(model, graph, plan.pruned_units)
+    seconds["rebuild"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    report = _make_report(
+        model, new_model, graph, changed, plan, frames,
+        dict(method=method, ratio=ratio, layers=layers, residual=residual, seed=seed),
+    )  # fmt: skip
+    seconds["report"] = time.perf_counter() - clock
+    report.seconds = {k: round(v, 4) for k, v in seconds.items()}
+    return new_model, report
+
+
+def _check_options(frames, residual, skip, per_layer):
+    """Validate ``frames`` and ``residual``; return ``skip`` as a tuple and ``per_layer`` as a dict."""
     if frames is not None and (
         isinstance(frames, bool) or not isinstance(frames, int) or frames < 1
     ):
@@ -162,17 +187,24 @@ def prune(
         raise ValueError(f"residual must be one of {RESIDUAL_MODES}, got {residual!r}.")
     if isinstance(skip, str):
         skip = (skip,)
-    per_layer = dict(per_layer or {})
+    return tuple(skip), dict(per_layer or {})
 
-    clock = time.perf_counter()
-    graph = build_dependency_graph(model)
-    seconds = {"graph": time.perf_counter() - clock, "scoring": 0.0}
-    fmodel_layers = {layer.name: layer for layer in model.layers}
 
+@dataclasses.dataclass
+class _Selection:
+    """Which producers to prune: ``selected``; those the caller named: ``explicit``."""
+
+    selected: set
+    explicit: set
+
+
+def _select(model, graph, layers, skip, per_layer):
+    """Resolve ``layers``, ``skip`` and ``per_layer`` (checked in place) into a :class:`_Selection`."""
     explicit = set(per_layer)
     if isinstance(layers, str):
         if layers == "all":
-            selected = {n for n in graph.producers if is_conv(fmodel_layers[n])}
+            by_name = {layer.name: layer for layer in model.layers}
+            selected = {n for n in graph.producers if is_conv(by_name[n])}
         elif layers == "paper":
             selected = set(paper_plan(model))
             _check_names(selected, "layers='paper'", graph, model)
@@ -191,43 +223,50 @@ def prune(
         per_layer[name] = _check_ratio(value, f"per_layer['{name}']")
         if name in skip:
             raise ValueError(f"Layer '{name}' is in both skip and per_layer; choose one.")
-    selected |= set(per_layer)
-    selected -= set(skip)
+    return _Selection((selected | set(per_layer)) - set(skip), explicit)
 
-    notes = []
-    pruned_units = []
-    group_rows = []
-    unit_scores = {}  # producer -> per-filter scores used
-    for group in graph.groups:
-        members = group.producers
-        chosen = [m for m in members if m in selected]
-        if not chosen:
-            continue
-        status = None
-        missing = [m for m in members if m not in selected]
-        asked = [m for m in chosen if m in explicit]
-        joined_text = "joined by a merge (residual Add) with"
-        if missing:
-            message = (
-                f"{', '.join(chosen)} {'is' if len(chosen) == 1 else 'are'} {joined_text} "
-                f"{', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not selected"
+
+class _Plan:
+    """The filters chosen group by group, with a row (and maybe a note) per selected group."""
+
+    def __init__(self, method, ratio, residual, seed, per_layer, selection, graph, model):
+        self.method, self.ratio, self.residual, self.seed = method, ratio, residual, seed
+        self.per_layer, self.selection, self.graph = per_layer, selection, graph
+        self.layers = {layer.name: layer for layer in model.layers}
+        self.pruned_units, self.group_rows, self.notes = [], [], []
+        self.unit_scores = {}  # producer -> per-filter scores used
+        self.scoring_seconds = 0.0
+
+    def add(self, group):
+        """Decide the group's fate: prune its lowest-scoring filters or record why not."""
+        if not any(m in self.selection.selected for m in group.producers):
+            return
+        status, group_ratio = self._status(group)
+        kept = len(group.units)
+        if status is None:
+            n_prune = self._choose(group, group_ratio)
+            kept -= n_prune
+            status = f"pruned {n_prune} of {len(group.free)}" if n_prune else "nothing to prune"
+        else:
+            self.notes.append(status[0].upper() + status[1:] + ".")
+        self.group_rows.append(
+            GroupRow(
+                group.index, group.producers, len(group.units), kept, group_ratio, group.joined,
+                status,
             )
-            if asked:
-                raise ValueError(
-                    f"Cannot prune these filters as selected: {message}. Merged filters are "
-                    f"pruned together: select all of {', '.join(members)} or none, or pass "
-                    "residual='skip'."
-                )
-            status = "not pruned: " + message
-        elif residual == "skip" and group.joined:
-            status = f"not pruned: residual='skip' ({', '.join(members)} are joined by a merge)"
-        ratios = {per_layer.get(m, ratio) for m in members}
+        )  # fmt: skip
+
+    def _status(self, group):
+        """``(None, ratio)`` if the group is to be pruned, else ``(why not, ratio)``; or raise."""
+        members = group.producers
+        status = self._selection_status(group)
+        ratios = {self.per_layer.get(m, self.ratio) for m in members}
         if status is None and len(ratios) > 1:
             raise ValueError(
                 f"Layers {', '.join(members)} are joined by a merge and must share one ratio; "
                 f"per_layer gives {sorted(ratios)}."
             )
-        group_ratio = ratios.pop() if len(ratios) == 1 else ratio
+        group_ratio = ratios.pop() if len(ratios) == 1 else self.ratio
         if status is None and group_ratio == 0.0:
             status = "not pruned: ratio 0"
         unsupported = sorted({m for r in group.fixed.values() for k, m in r if k == "unsupported"})
@@ -237,66 +276,55 @@ def prune(
                 f"Pass skip={members!r} to leave {'it' if len(members) == 1 else 'them'} "
                 "unpruned."
             )
-        n_free = len(group.free)
-        if status is None and n_free == 0:
+        if status is None and len(group.free) == 0:
             reasons = sorted({m for r in group.fixed.values() for _, m in r})
-            message = f"{', '.join(members)} cannot be pruned: its filters {'; '.join(reasons)}"
-            if asked:
-                raise ValueError(message + ".")
-            status = "not pruned: " + "; ".join(reasons)
-        if status is None:
-            n_prune = _n_pruned(group_ratio, n_free)
-            if n_prune >= n_free:
+            if any(m in self.selection.explicit for m in members):
                 raise ValueError(
-                    f"Ratio {group_ratio:g} would remove all {n_free} prunable filters of "
-                    f"{', '.join(members)}, leaving zero. Use a smaller ratio (per_layer=) "
-                    "or skip=."
+                    f"{', '.join(members)} cannot be pruned: its filters {'; '.join(reasons)}."
                 )
-            clock = time.perf_counter()
-            scores = _group_scores(group, method, seed, fmodel_layers, unit_scores)
-            seconds["scoring"] += time.perf_counter() - clock
-            free = np.asarray(group.free)
-            order = free[np.lexsort((free, scores[free]))]
-            chosen_units = order[:n_prune]
-            pruned_units.extend(group.unit_roots[i] for i in chosen_units)
-            _check_not_empty(group, set(int(i) for i in chosen_units), graph)
-            status = f"pruned {n_prune} of {n_free}" if n_prune else "nothing to prune"
-            group_rows.append(
-                GroupRow(
-                    group.index,
-                    members,
-                    len(group.units),
-                    len(group.units) - n_prune,
-                    group_ratio,
-                    group.joined,
-                    status,
-                )
-            )
-        else:
-            notes.append(status[0].upper() + status[1:] + ".")
-            group_rows.append(
-                GroupRow(
-                    group.index,
-                    members,
-                    len(group.units),
-                    len(group.units),
-                    group_ratio,
-                    group.joined,
-                    status,
-                )
-            )
+            status = "not pruned: " + "; ".join(reasons)
+        return status, group_ratio
 
-    clock = time.perf_counter()
-    new_model, changed = rebuild(model, graph, pruned_units)
-    seconds["rebuild"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    report = _make_report(
-        model, new_model, graph, changed, unit_scores, group_rows, notes, frames,
-        dict(method=method, ratio=ratio, layers=layers, residual=residual, seed=seed),
-    )  # fmt: skip
-    seconds["report"] = time.perf_counter() - clock
-    report.seconds = {k: round(v, 4) for k, v in seconds.items()}
-    return new_model, report
+    def _selection_status(self, group):
+        """Why a merge-joined group is left alone (part unselected, or residual='skip'), or None."""
+        members = group.producers
+        chosen = [m for m in members if m in self.selection.selected]
+        missing = [m for m in members if m not in self.selection.selected]
+        if missing:
+            message = (
+                f"{', '.join(chosen)} {'is' if len(chosen) == 1 else 'are'} joined by a merge "
+                f"(residual Add) with {', '.join(missing)}, which "
+                f"{'is' if len(missing) == 1 else 'are'} not selected"
+            )
+            if any(m in self.selection.explicit for m in chosen):
+                raise ValueError(
+                    f"Cannot prune these filters as selected: {message}. Merged filters are "
+                    f"pruned together: select all of {', '.join(members)} or none, or pass "
+                    "residual='skip'."
+                )
+            return "not pruned: " + message
+        if self.residual == "skip" and group.joined:
+            return f"not pruned: residual='skip' ({', '.join(members)} are joined by a merge)"
+        return None
+
+    def _choose(self, group, group_ratio):
+        """Score the group's free units and mark the lowest ``round(ratio * n)`` for removal."""
+        n_free = len(group.free)
+        n_prune = _n_pruned(group_ratio, n_free)
+        if n_prune >= n_free:
+            raise ValueError(
+                f"Ratio {group_ratio:g} would remove all {n_free} prunable filters of "
+                f"{', '.join(group.producers)}, leaving zero. Use a smaller ratio (per_layer=) "
+                "or skip=."
+            )
+        clock = time.perf_counter()
+        scores = _group_scores(group, self.method, self.seed, self.layers, self.unit_scores)
+        self.scoring_seconds += time.perf_counter() - clock
+        free = np.asarray(group.free)
+        chosen = free[np.lexsort((free, scores[free]))][:n_prune]
+        self.pruned_units.extend(group.unit_roots[i] for i in chosen)
+        _check_not_empty(group, set(int(i) for i in chosen), self.graph)
+        return n_prune
 
 
 def _group_scores(group, method, seed, layers, unit_scores):
@@ -354,64 +382,26 @@ def _count(model, frames):
     return params, int(total), {k: int(v) for k, v in per.items()}, None
 
 
-def _make_report(model, new_model, graph, changed, unit_scores, group_rows, notes, frames, call):
+def _make_report(model, new_model, graph, changed, plan, frames, call):
+    """The :class:`PruningReport`: counts before and after, a row per layer and per group."""
     if frames is None and _variable_frames(model):
         frames = DEFAULT_FRAMES
     params_b, macs_b, per_b, err_b = _count(model, frames)
     params_a, macs_a, per_a, err_a = _count(new_model, frames)
+    notes = list(plan.notes)
     if err_b or err_a:
         notes.append(f"MACs not counted: {err_b or err_a}")
     rows = []
-    names = [n for n in graph.layer_names() if n in graph.producers or n in changed]
-    for name in names:
+    for name in graph.layer_names():
+        if name not in graph.producers and name not in changed:
+            continue
         old = model.get_layer(name) if _has_layer(model, name) else None
-        new = new_model.get_layer(name) if _has_layer(new_model, name) else None
         if old is None or not old.weights:  # weightless pass-through layers: nothing to report
             continue
-        producer = graph.producers.get(name)
-        ins, outs, role = changed.get(name, (None, None, "producer" if producer else None))
-        q = producer is not None and producer.kind == "quaternion"
-        kept = kept_inputs = None
-        if producer is not None:
-            f_before = producer.units
-            f_after = _units(new)
-            in_before = _inputs(old, q)
-            in_after = _inputs(new, q)
-            if outs and not outs[0].all():
-                mask = outs[0].reshape(4, -1)[0] if q else outs[0]
-                kept = [int(i) for i in np.nonzero(mask)[0]]
-            if ins and not ins[0].all():
-                mask = ins[0].reshape(4, -1)[0] if q else ins[0]
-                kept_inputs = [int(i) for i in np.nonzero(mask)[0]]
-            scores = unit_scores.get(name)
-            scores = None if scores is None else [round(float(s), 6) for s in scores]
-        else:
-            f_before = f_after = None
-            in_before = int(len(ins[0])) if ins else None
-            in_after = int(ins[0].sum()) if ins else None
-            scores = None
-        if producer is not None and kept is None and kept_inputs is None and name not in changed:
-            role_name = "unchanged"
-        else:
-            role_name = {"quaternion-per-channel": "per-channel"}.get(role, role)
+        new = new_model.get_layer(name) if _has_layer(new_model, name) else None
+        row = _layer_row(old, new, graph.producers.get(name), changed, plan.unit_scores)
         rows.append(
-            LayerRow(
-                name=name,
-                class_name=type(old).__name__,
-                role=role_name,
-                group=producer.group if producer else None,
-                filters_before=f_before,
-                filters_after=f_after,
-                inputs_before=in_before,
-                inputs_after=in_after,
-                params_before=int(old.count_params()),
-                params_after=int(new.count_params()),
-                macs_before=per_b.get(name),
-                macs_after=per_a.get(name),
-                kept=kept,
-                kept_inputs=kept_inputs,
-                scores=scores,
-            )
+            dataclasses.replace(row, macs_before=per_b.get(name), macs_after=per_a.get(name))
         )
     return PruningReport(
         model=model.name,
@@ -426,8 +416,55 @@ def _make_report(model, new_model, graph, changed, unit_scores, group_rows, note
         macs_before=macs_b,
         macs_after=macs_a,
         layers_table=rows,
-        groups=group_rows,
+        groups=plan.group_rows,
         notes=notes,
+    )
+
+
+def _kept(masks, quaternion):
+    """Indices kept by the first mask of ``masks`` (one per quaternion unit), or None if all."""
+    if not masks or masks[0].all():
+        return None
+    mask = masks[0].reshape(4, -1)[0] if quaternion else masks[0]
+    return [int(i) for i in np.nonzero(mask)[0]]
+
+
+def _layer_row(old, new, producer, changed, unit_scores):
+    """One layer's :class:`LayerRow` (MACs filled in by the caller)."""
+    name = old.name
+    ins, outs, role = changed.get(name, (None, None, "producer" if producer else None))
+    kept = kept_inputs = scores = None
+    if producer is not None:
+        q = producer.kind == "quaternion"
+        f_before, f_after = producer.units, _units(new)
+        in_before, in_after = _inputs(old, q), _inputs(new, q)
+        kept, kept_inputs = _kept(outs, q), _kept(ins, q)
+        if unit_scores.get(name) is not None:
+            scores = [round(float(s), 6) for s in unit_scores[name]]
+    else:
+        f_before = f_after = None
+        in_before = int(len(ins[0])) if ins else None
+        in_after = int(ins[0].sum()) if ins else None
+    if producer is not None and kept is None and kept_inputs is None and name not in changed:
+        role_name = "unchanged"
+    else:
+        role_name = {"quaternion-per-channel": "per-channel"}.get(role, role)
+    return LayerRow(
+        name=name,
+        class_name=type(old).__name__,
+        role=role_name,
+        group=producer.group if producer else None,
+        filters_before=f_before,
+        filters_after=f_after,
+        inputs_before=in_before,
+        inputs_after=in_after,
+        params_before=int(old.count_params()),
+        params_after=int(new.count_params()),
+        macs_before=None,
+        macs_after=None,
+        kept=kept,
+        kept_inputs=kept_inputs,
+        scores=scores,
     )
 
 

@@ -5,6 +5,7 @@ run (``on_train_begin`` once, ``on_epoch_begin`` / ``on_epoch_end`` per epoch, t
 from inside each epoch, ``on_train_end`` once). Its own steps are callbacks of this module, in
 this order, around the caller's ``keras.callbacks.Callback`` objects:
 
+0. :class:`FreezeBody` (``freeze_epochs=N``): trains the output layer alone for N epochs;
 1. :class:`KeepBest`: tracks the best validation score and its weights; saves ``model.keras``.
 2. the caller's callbacks (``train(..., callbacks=[...])``, e.g. ``keras.callbacks.CSVLogger``);
 3. :class:`PlateauSchedule` (``schedule="plateau"``): lowers the learning rate on a plateau;
@@ -32,6 +33,7 @@ from keras_quaternion.training.schedules import plateau_scale
 
 __all__ = [
     "EarlyStopping",
+    "FreezeBody",
     "KeepBest",
     "PlateauSchedule",
     "PrintEpoch",
@@ -132,6 +134,53 @@ def check_callbacks(callbacks) -> list:
                 "on_epoch_end= for a plain function."
             )
     return list(callbacks)
+
+
+class FreezeBody(keras.callbacks.Callback):
+    """Train only ``head`` (the new output layer) during the first ``freeze_epochs`` epochs.
+
+    The phase is a function of the epoch number alone, so a run resumed at any epoch (before,
+    at or after the boundary) trains the same variables as an uninterrupted one. While frozen,
+    every other layer has ``trainable = False``: its weights get no update and its batch
+    normalisation runs on (and keeps) its moving statistics. The optimizer was built for every
+    variable, so the learning-rate schedule (driven by the optimizer's step counter) runs on
+    through the boundary. The flags are set at the start of each epoch and put back at its end,
+    so that the models saved after an epoch (``model.keras``) are not frozen; ``reset`` drops
+    the trainer's compiled step whenever the phase it was traced in changes.
+
+    Args:
+        net: the model being trained.
+        head: its output layer (:func:`keras_quaternion.training.transfer.output_layer`).
+        freeze_epochs: epochs of head-only training (0: none).
+        reset: called with no arguments when the compiled training step must be traced again.
+    """
+
+    def __init__(self, net, head, freeze_epochs: int, reset):
+        super().__init__()
+        self.net, self.head, self.freeze_epochs, self.reset = net, head, freeze_epochs, reset
+        self.body = [layer for layer in net.layers if layer is not head]
+        self.original = [layer.trainable for layer in self.body]
+        self.traced = False  # the phase the compiled step was traced in (first: unfrozen)
+
+    def frozen(self, epoch: int) -> bool:
+        """Whether ``epoch`` (0-based) trains the head alone."""
+        return epoch < self.freeze_epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        frozen = self.frozen(epoch)
+        if frozen:
+            for layer in self.body:
+                layer.trainable = False
+        if frozen != self.traced:
+            self.reset()
+            self.traced = frozen
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.on_train_end()
+
+    def on_train_end(self, logs=None):
+        for layer, trainable in zip(self.body, self.original):
+            layer.trainable = trainable
 
 
 class KeepBest(keras.callbacks.Callback):

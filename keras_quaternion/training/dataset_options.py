@@ -324,13 +324,22 @@ class DatasetOptions:
         """The loader options: ``--option`` pairs plus ``--fold`` / ``--split`` (:func:`parse_options`)."""
         return parse_options(self.options, self.fold, self.split)
 
-    def prepare(self, seed: int = 0, *, loader_options: dict | None = None, progress: bool = True):
+    def prepare(
+        self,
+        seed: int = 0,
+        *,
+        loader_options: dict | None = None,
+        feature_config=None,
+        progress: bool = True,
+    ):
         """The features of a training run on this dataset (kq-train).
 
         Args:
             seed: the loader's seed (validation carve) unless an ``--option seed=`` sets it.
             loader_options: :meth:`loader_options`, if the caller parsed them already (a
                 command checks its arguments before any slow work).
+            feature_config: a :class:`~keras_quaternion.features.FeatureConfig` instead of the
+                one ``--sample-rate`` and ``--n-mels`` give (``kq-train --init panns:...``).
             progress: show progress bars.
 
         Returns:
@@ -346,7 +355,7 @@ class DatasetOptions:
         check_dataset_name(self.dataset)
         if loader_options is None:
             loader_options = self.loader_options()
-        return self._prepare(loader_options, seed, progress=progress)
+        return self._prepare(loader_options, seed, feature_config=feature_config, progress=progress)
 
     def _prepare(self, loader_options, seed, *, feature_config=None, progress=True):
         data_dir = self.data_dir

@@ -45,6 +45,7 @@ from keras_quaternion.training.callbacks import (
     BatchRelay,
     EarlyStopping,
     EpochFunction,
+    FreezeBody,
     KeepBest,
     PlateauSchedule,
     PrintEpoch,
@@ -90,6 +91,14 @@ from keras_quaternion.training.strategy import (
     strategy_name,
     worker_of,
 )
+from keras_quaternion.training.transfer import (
+    FINETUNE_LR,
+    PannsSource,
+    check_teacher_features,
+    finetune_panns_teacher,
+    output_layer,
+    pretrained_panns,
+)
 
 __all__ = [
     "STRATEGIES",
@@ -119,6 +128,11 @@ def train(
     teacher=None,
     temperature: float = 2.0,
     alpha: float = 0.5,
+    init=None,
+    freeze_epochs: int = 0,
+    teacher_epochs: int | None = None,
+    teacher_freeze_epochs: int = 0,
+    teacher_lr: float = FINETUNE_LR,
     strategy="default",
     resume: bool = True,
     spec_augment: bool = False,
@@ -161,9 +175,23 @@ def train(
         seed: seeds Python, numpy, TensorFlow and Keras (``keras.utils.set_random_seed``), the
             shuffle order and the augmentation.
         teacher: ``keras.Model`` or ``.keras`` path: distil from it with
-            :class:`keras_quaternion.distill.Distiller` (same input shape as the student).
+            :class:`keras_quaternion.distill.Distiller` (the same input shape as the student,
+            or a real 1-channel teacher, which gets the log-mel channel of a quaternion
+            student's features); or ``"panns:PATH"``: a PANNs checkpoint, first fine-tuned on
+            the data for ``teacher_epochs`` epochs in ``out_dir/teacher``
+            (:func:`~keras_quaternion.training.transfer.finetune_panns_teacher`).
         temperature: distillation temperature.
         alpha: distillation weight of the task loss.
+        init: ``"panns:PATH"``: start ``model`` (a PANNs architecture name, ``"cnn6"`` ...
+            ``"resnet38"``) from that PANNs checkpoint, with a new output layer for the data's
+            classes (:func:`~keras_quaternion.training.transfer.pretrained_panns`); the data
+            must be prepared with ``FeatureConfig.panns()``.
+        freeze_epochs: train only the output layer during the first this many epochs (the
+            body frozen, its batch norm on its moving statistics), then everything.
+        teacher_epochs: with ``teacher="panns:PATH"``: epochs of fine-tuning the teacher
+            (its 527-class AudioSet head does not predict the data's classes); required there.
+        teacher_freeze_epochs: of those, how many train the teacher's new head alone.
+        teacher_lr: the teacher's fine-tuning peak learning rate.
         strategy: ``"default"``, ``"mirrored"``, ``"multiworker"`` or a ``tf.distribute``
             strategy (create multi-worker strategies with :func:`make_strategy` before any
             TensorFlow work).
@@ -197,7 +225,9 @@ def train(
             unknown model name, a model that does not fit the data, early stopping or the
             plateau schedule without a validation split, or a checkpoint in ``out_dir``
             written with different settings (the message lists them).
-        FileNotFoundError: a teacher path that does not exist.
+        FileNotFoundError: a teacher path or PANNs checkpoint that does not exist.
+        keras_quaternion.models.CheckpointError: a ``panns:`` file that is not a PANNs
+            checkpoint of the architecture (the message names the key and expected shape).
 
     Example:
         >>> data = prepare("synthetic", progress=False)                       # doctest: +SKIP
@@ -219,6 +249,21 @@ def train(
     )
     extra = check_callbacks(callbacks)
     _check_data(prepared, recipe)
+    transfer = _Transfer.of(model, init, freeze_epochs, recipe)
+    teacher = _Teacher.of(teacher, temperature, alpha)
+    if teacher is not None and teacher.panns is not None:
+        teacher = _panns_teacher(
+            teacher,
+            prepared,
+            recipe,
+            out_dir=out_dir,
+            epochs=teacher_epochs,
+            freeze_epochs=teacher_freeze_epochs,
+            lr=teacher_lr,
+            strategy=strategy,
+            resume=resume,
+            verbose=verbose,
+        )
     run = _prepare_run(
         model,
         prepared,
@@ -226,7 +271,8 @@ def train(
         out_dir=out_dir,
         width=width,
         model_options=model_options,
-        teacher=_Teacher.of(teacher, temperature, alpha),
+        teacher=teacher,
+        transfer=transfer,
         strategy=strategy,
         model_name=model_name,
         verbose=verbose,
@@ -251,23 +297,113 @@ def train(
 
 @dataclasses.dataclass(frozen=True)
 class _Teacher:
-    """Distillation settings: a teacher model or ``.keras`` path, temperature and alpha."""
+    """Distillation settings: a teacher model or ``.keras`` path, temperature and alpha.
+
+    ``panns`` is the checkpoint of a ``"panns:PATH"`` teacher (``model`` is then its
+    fine-tuned model, once :func:`_panns_teacher` made it); ``extra`` more settings to record.
+    """
 
     model: Any
     temperature: float
     alpha: float
+    panns: PannsSource | None = None
+    extra: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, teacher, temperature, alpha):
-        return None if teacher is None else cls(teacher, float(temperature), float(alpha))
+        if teacher is None:
+            return None
+        panns = PannsSource.parse(teacher)
+        return cls(teacher, float(temperature), float(alpha), panns=panns)
 
     @property
     def label(self) -> str:
+        if self.panns is not None:
+            return self.panns.label
         model = self.model
         return str(model) if isinstance(model, str | os.PathLike) else model.name
 
     def settings(self) -> dict:
-        return {"teacher": self.label, "temperature": self.temperature, "alpha": self.alpha}
+        return {
+            "teacher": self.label,
+            "temperature": self.temperature,
+            "alpha": self.alpha,
+            **self.extra,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Transfer:
+    """Where the weights start (``init``) and how many epochs train the head alone."""
+
+    init: PannsSource | None
+    freeze_epochs: int
+
+    @classmethod
+    def of(cls, model, init, freeze_epochs, recipe):
+        """Checked settings; ``None`` when neither is used."""
+        if isinstance(freeze_epochs, bool) or not isinstance(freeze_epochs, int):
+            raise ValueError(f"freeze_epochs must be an integer >= 0, got {freeze_epochs!r}.")
+        if not 0 <= freeze_epochs <= recipe.epochs:
+            raise ValueError(
+                f"freeze_epochs={freeze_epochs} must be in 0..epochs={recipe.epochs} (epochs "
+                "that train the output layer alone, before the whole model)."
+            )
+        source = None if init is None else PannsSource.parse(init)
+        if init is not None and source is None:
+            raise ValueError(
+                f"init={init!r}: only PANNs checkpoints can start a model; write init='panns:PATH'."
+            )
+        if source is not None and not isinstance(model, str):
+            raise TypeError(
+                f"init='panns:...' builds a registry model: pass its name (cnn6 ... resnet38) "
+                f"as model, not a {type(model).__name__}."
+            )
+        if source is None and not freeze_epochs:
+            return None
+        return cls(source, int(freeze_epochs))
+
+    def settings(self) -> dict:
+        return {
+            "init": None if self.init is None else self.init.label,
+            "freeze_epochs": self.freeze_epochs or None,
+        }
+
+
+def _panns_teacher(teacher: _Teacher, prepared, recipe, *, out_dir, epochs, **options):
+    """``teacher`` with its PANNs checkpoint fine-tuned on ``prepared`` (``out_dir/teacher``)."""
+    if epochs is None or isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(
+            f"teacher='panns:...' predicts PANNs' 527 AudioSet classes, not the "
+            f"{prepared.num_classes} classes of '{prepared.dataset}': pass teacher_epochs >= 1 "
+            "(kq-train --teacher-epochs N) to fine-tune it on the data first, or distil from "
+            f"a .keras teacher fine-tuned with init='panns:...' (got teacher_epochs={epochs!r})."
+        )
+    if not 0 <= options["freeze_epochs"] <= epochs:
+        raise ValueError(
+            f"teacher_freeze_epochs={options['freeze_epochs']!r} must be in 0..teacher_epochs="
+            f"{epochs} (epochs that train the teacher's new head alone)."
+        )
+    model, arch, _ = finetune_panns_teacher(
+        teacher.panns,
+        prepared,
+        out_dir=Path(out_dir).expanduser() / "teacher",
+        epochs=epochs,
+        batch_size=recipe.batch_size,
+        warmup_epochs=min(recipe.warmup_epochs, epochs),
+        seed=recipe.seed,
+        spec_augment=recipe.spec_augment,
+        mixup=recipe.mixup,
+        gain_db=recipe.gain_db,
+        **options,
+    )
+    extra = {
+        "teacher_model": arch,
+        "teacher_epochs": epochs,
+        "teacher_freeze_epochs": options["freeze_epochs"] or None,
+        "teacher_lr": options["lr"],
+    }
+    return dataclasses.replace(teacher, model=model, extra=extra)
 
 
 @dataclasses.dataclass
@@ -290,6 +426,7 @@ class _Run:
     steps: int
     model_vars: list
     opt_vars: list
+    freeze_epochs: int = 0
     forward: Any = None
     step_cache: dict = dataclasses.field(default_factory=dict)  # the multi-worker step function
 
@@ -343,6 +480,7 @@ def _prepare_run(
     width,
     model_options,
     teacher,
+    transfer,
     strategy,
     model_name,
     verbose,
@@ -357,7 +495,7 @@ def _prepare_run(
     keras.utils.set_random_seed(recipe.seed)
     steps = max(1, prepared.sizes()["train"] // recipe.batch_size)  # batches drop the remainder
     with strategy.scope():
-        net = _build_net(model, prepared, strategy, width, model_options)
+        net = _build_net(model, prepared, strategy, width, model_options, transfer)
         channels = check_model_fits(net, prepared)
         trainer = _build_trainer(net, teacher, prepared, strategy)
         schedule, one_hot = _compile(trainer, recipe, steps, prepared, outputs_are_logits(net))
@@ -387,12 +525,14 @@ def _prepare_run(
             data=prepared,
             recipe=recipe,
             teacher=teacher.settings() if teacher is not None else None,
+            transfer=transfer.settings() if transfer is not None else None,
         ),
         counts={"params_non_trainable": non_trainable, "macs": macs},
         verbose=verbose,
         steps=steps,
         model_vars=model_vars,
         opt_vars=opt_vars,
+        freeze_epochs=transfer.freeze_epochs if transfer is not None else 0,
     )
 
 
@@ -419,11 +559,15 @@ def _model_label(model, model_name, width, model_options):
     )
 
 
-def _build_net(model, prepared, strategy, width, model_options):
+def _build_net(model, prepared, strategy, width, model_options, transfer):
     """The model to train, with its variables created under ``strategy``."""
     import keras
     import tensorflow as tf
 
+    if transfer is not None and transfer.init is not None:
+        return pretrained_panns(
+            transfer.init, model, prepared, width=width, model_options=model_options
+        )
     if isinstance(model, str):
         return build_by_name(model, prepared, width, model_options)
     if strategy is tf.distribute.get_strategy():
@@ -444,12 +588,21 @@ def _build_trainer(net, teacher, prepared, strategy):
 
     given = teacher.model
     from_file = isinstance(given, str | os.PathLike)
+    if from_file:
+        check_teacher_features(given, prepared)
     teacher_model = load_model(given) if from_file else given
     if strategy is not tf.distribute.get_strategy() and not from_file:
         cloned = keras.models.clone_model(teacher_model)
         cloned.set_weights(teacher_model.get_weights())
         teacher_model = cloned
-    check_model_fits(teacher_model, prepared, what="teacher")
+    channels = check_model_fits(teacher_model, prepared, what="teacher")
+    student_channels = check_model_fits(net, prepared)
+    if (channels, student_channels) == (4, 1):
+        raise ValueError(
+            f"The teacher {teacher_model.name!r} takes the 4-channel quaternion features but "
+            f"the student {net.name!r} only their log-mel channel; distil into a quaternion "
+            "student, or from a real (log-mel) teacher."
+        )
     return Distiller(
         net,
         teacher_model,
@@ -596,7 +749,8 @@ def _callbacks(run: _Run, state: RunState, extra: list, on_epoch_end):
     import keras
 
     out = run.out_dir
-    items = [
+    items = [] if not run.freeze_epochs else [_freeze_body(run)]
+    items += [
         KeepBest(
             state,
             run.net,
@@ -629,6 +783,16 @@ def _callbacks(run: _Run, state: RunState, extra: list, on_epoch_end):
     )
 
 
+def _freeze_body(run: _Run) -> FreezeBody:
+    """The callback that trains the output layer alone for the first ``freeze_epochs``."""
+
+    def reset():  # trace the training step again: it reads the trainable variables once
+        run.trainer.train_function = None
+        run.step_cache.clear()
+
+    return FreezeBody(run.net, output_layer(run.net), run.freeze_epochs, reset)
+
+
 def _run_epochs(run: _Run, state: RunState, callbacks) -> None:
     """Train epoch after epoch until ``epochs`` or a stop; each epoch ends with the callbacks."""
     run.forward = make_forward(run.net)
@@ -636,9 +800,12 @@ def _run_epochs(run: _Run, state: RunState, callbacks) -> None:
         return
     data = run.prepared
     channels = f"{run.channels}-channel input {data.input_shape(run.channels)}"
+    start = f" from {run.settings['init']}" if run.settings.get("init") else ""
+    frozen = run.freeze_epochs
+    head = f"; the first {frozen} train the output layer alone" if frozen else ""
     run.say(
-        f"Training {run.settings['model']} ({run.settings['params']:,} trainable params, "
-        f"{channels}) on {data.dataset} ({data.sizes()}) for {run.recipe.epochs} epochs, "
+        f"Training {run.settings['model']}{start} ({run.settings['params']:,} trainable params, "
+        f"{channels}) on {data.dataset} ({data.sizes()}) for {run.recipe.epochs} epochs{head}, "
         f"{run.strategy.num_replicas_in_sync} replica(s); writing to {run.out_dir}"
     )
     run.trainer.stop_training = False

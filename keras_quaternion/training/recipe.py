@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_GAIN_DB",
     "DEFAULT_LR",
     "DEFAULT_WARMUP_EPOCHS",
+    "FINETUNE_LR",
     "Recipe",
     "check_positive_int",
 ]
@@ -38,6 +39,9 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_LR = 5e-3
 DEFAULT_WARMUP_EPOCHS = 1.0
 DEFAULT_GAIN_DB = 0.0
+#: Adam's peak learning rate for fine-tuning a pretrained model (PANNs' fine-tuning rate): the
+#: default of ``kq-train --init`` and of a PANNs teacher's fine-tuning
+FINETUNE_LR = 1e-4
 
 
 def check_positive_int(value, name: str) -> int:

@@ -51,10 +51,27 @@ RESUME_KEYS = (
     "teacher",
     "temperature",
     "alpha",
+    "teacher_model",
+    "teacher_epochs",
+    "teacher_freeze_epochs",
+    "teacher_lr",
+    "init",
+    "freeze_epochs",
     "spec_augment",
     "mixup",
     "gain_db",
     "params",
+)
+
+
+_TEACHER_KEYS = (
+    "teacher",
+    "temperature",
+    "alpha",
+    "teacher_model",
+    "teacher_epochs",
+    "teacher_freeze_epochs",
+    "teacher_lr",
 )
 
 
@@ -81,14 +98,18 @@ def canon(value):
     return json.loads(json.dumps(value, default=json_float))
 
 
-def run_settings(*, model, data, recipe, teacher) -> dict:
+def run_settings(*, model, data, recipe, teacher, transfer=None) -> dict:
     """The settings of a run: what was trained, on what, and how.
 
     Args:
         model: ``{"model", "width", "model_options", "input_shape", "params"}``.
         data: the :class:`~keras_quaternion.training.pipeline.PreparedData`.
         recipe: the :class:`~keras_quaternion.training.recipe.Recipe`.
-        teacher: ``None``, or ``{"teacher", "temperature", "alpha"}`` (distillation).
+        teacher: ``None``, or ``{"teacher", "temperature", "alpha"}`` (distillation), with
+            ``{"teacher_model", "teacher_epochs", "teacher_freeze_epochs", "teacher_lr"}`` for
+            a PANNs teacher fine-tuned in the run.
+        transfer: ``None``, or ``{"init", "freeze_epochs"}`` (a pretrained start, a frozen
+            body). What a run does not use is recorded as ``None``.
 
     Returns:
         A JSON-ready dict holding every key of :data:`RESUME_KEYS`.
@@ -105,7 +126,8 @@ def run_settings(*, model, data, recipe, teacher) -> dict:
         >>> s["schedule"], s["teacher"], set(RESUME_KEYS) <= set(s)
         ('cosine', None, True)
     """
-    teacher = teacher or {"teacher": None, "temperature": None, "alpha": None}
+    teacher = {**dict.fromkeys(_TEACHER_KEYS), **(teacher or {})}
+    transfer = {"init": None, "freeze_epochs": None, **(transfer or {})}
     return {
         **model,
         "dataset": data.dataset,
@@ -116,6 +138,7 @@ def run_settings(*, model, data, recipe, teacher) -> dict:
         "cache_format": data.info.get("cache_format", "float32"),
         **recipe.settings(),
         **teacher,
+        **transfer,
     }
 
 
