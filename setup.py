@@ -84,6 +84,7 @@ setup(
             "kq-prune=keras_quaternion.cli:prune_main",
             "kq-distill=keras_quaternion.cli:distill_main",
             "kq-export=keras_quaternion.cli:export_main",
+            "kq-predict=keras_quaternion.cli:predict_main",
             "kq-data=keras_quaternion.cli:data_main",
         ]
     },

@@ -135,6 +135,7 @@ def prune_command(
             fallback_seed=seed,
             progress=not quiet,
         )
+    from keras_quaternion.model_info import describe_model
     from keras_quaternion.pruning import prune_and_finetune
 
     try:
@@ -159,6 +160,7 @@ def prune_command(
             + ("-kd" if kd else ""),
             resume=not restart,
             verbose=0 if quiet else 1,
+            info=None if prepared is not None else describe_model(model_path),
         )
     except (ValueError, TypeError) as err:
         raise click.ClickException(str(err)) from None

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from keras_quaternion.files import atomic_save_model
+from keras_quaternion.model_info import ModelInfo, describe_model
 from keras_quaternion.pruning.scores import METHODS
 from keras_quaternion.training.recipe import DEFAULT_LR
 
@@ -55,6 +56,7 @@ def prune_and_finetune(
     model_name=None,
     resume=True,
     verbose=1,
+    info=None,
 ):
     """Prune a trained model, save it with its report, and optionally fine-tune it (with KD).
 
@@ -86,6 +88,8 @@ def prune_and_finetune(
         model_name: name recorded in ``metrics.json`` (default ``<model>-<method>-p<ratio>``).
         resume: resume an interrupted fine-tuning in ``out_dir``.
         verbose: 0 silent, 1 or 2 progress (passed to the training loop).
+        info: the :class:`~keras_quaternion.model_info.ModelInfo` stored inside the written
+            models; default: ``prepared``'s, else the one ``model`` carries when it is a path.
 
     Returns:
         dict with ``"report"`` (the PruningReport), ``"model"`` (the final ``keras.Model``;
@@ -114,13 +118,16 @@ def prune_and_finetune(
     from keras_quaternion.training.loop import load_model
 
     if isinstance(model, str | os.PathLike):
+        info = info or (describe_model(model) if prepared is None else None)
         model = load_model(model)
+    if info is None and prepared is not None:
+        info = ModelInfo.from_prepared(prepared)
     _check_arguments(method, finetune_epochs, kd, prepared)
     pruned, report, out_dir = _prune_and_report(
         model, method, ratio, out_dir, prepared, skip, layers, residual, seed
     )
     if not finetune_epochs:
-        path = atomic_save_model(pruned, out_dir / MODEL_FILE)
+        path = atomic_save_model(pruned, out_dir / MODEL_FILE, info=info)
         return {"report": report, "model_path": path, "model": pruned}
     settings = dict(
         prepared=prepared,
@@ -222,7 +229,7 @@ def _finetune(model, pruned, out_dir, pruning_info, settings) -> dict:
     from keras_quaternion.training.loop import evaluate, load_model, train
 
     prepared = settings.pop("prepared")
-    atomic_save_model(pruned, out_dir / PRUNED_FILE)
+    atomic_save_model(pruned, out_dir / PRUNED_FILE, info=ModelInfo.from_prepared(prepared))
     has_test = bool(prepared.sizes()["test"])
     unpruned = _scores(evaluate(model, prepared, "test") if has_test else {})
     before = _scores(evaluate(pruned, prepared, "test") if has_test else {})

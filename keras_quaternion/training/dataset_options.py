@@ -243,28 +243,41 @@ def download_data_dir(dataset: str, data_dir, *, progress: bool = True):
 
 
 def run_info(model_path: Path) -> dict:
-    """The ``metrics.json`` written next to ``model_path`` by kq-train, or ``{}`` if none.
+    """What is known of the run that trained ``model_path``, or ``{}`` if nothing.
 
-    Commands that read a trained model use it to default the dataset, features and options to
-    those the model was trained with.
+    The ``metrics.json`` written next to the model by kq-train, overlaid with the
+    :class:`~keras_quaternion.model_info.ModelInfo` the model carries (inside a ``.keras``
+    archive, or in the ``export_report.json`` next to a ``.tflite``): dataset, loader options,
+    features, clip length and class names. Commands that read a trained model use it to default
+    the dataset, features and options to those the model was trained with.
 
     Args:
-        model_path: path of the trained ``.keras`` model (a ``Path``).
+        model_path: path of the trained ``.keras`` (or exported ``.tflite``) model (a ``Path``).
 
     Returns:
-        The parsed JSON, or ``{}`` when the file is missing or unreadable.
+        The merged record, or ``{}`` when there is none (a damaged record counts as none).
 
     Example:
         >>> run_info(Path("no-such-run/model.keras"))
         {}
     """
+    from keras_quaternion.model_info import ModelInfoError, describe_model
+
+    record = {}
     info_path = model_path.parent / "metrics.json"
     if info_path.is_file():
         try:
-            return json.loads(info_path.read_text(encoding="utf-8"))
+            record = json.loads(info_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return {}
-    return {}
+            record = {}
+    try:
+        info = describe_model(model_path)
+    except ModelInfoError:
+        info = None
+    if info is not None:
+        stored = {k: v for k, v in info.to_dict().items() if v not in (None, {}) and k != "format"}
+        record = {**record, **stored}
+    return record
 
 
 def _input_mels(model):
@@ -402,7 +415,7 @@ class DatasetOptions:
                 a ``.tflite`` file.
             seed: the dataset seed (``--seed``), overriding the recorded one; ``None``: keep it.
             missing_dataset: the usage error shown when no dataset is given or recorded
-                (default: "--dataset is required: there is no metrics.json next to MODEL ...").
+                (default: "--dataset is required: MODEL does not record the data it was trained on ...").
             fallback_seed: the dataset seed when neither ``seed`` nor the recorded options
                 give one.
             progress: show progress bars (default: when stderr is a terminal).
@@ -420,15 +433,15 @@ class DatasetOptions:
             >>> DatasetOptions().prepare_for_saved_model(Path("nowhere/model.keras"), lambda: None)
             Traceback (most recent call last):
             ...
-            click.exceptions.UsageError: --dataset is required: there is no metrics.json next to 'nowhere/model.keras' to read it from.
+            click.exceptions.UsageError: --dataset is required: 'nowhere/model.keras' does not record the data it was trained on, and there is no metrics.json next to it to read it from.
         """  # noqa: E501
         run = run_info(model_path)
         chosen = self.replace(dataset=self.dataset or run.get("dataset"))
         if not chosen.dataset:
             raise click.UsageError(
                 missing_dataset
-                or f"--dataset is required: there is no metrics.json next to '{model_path}' to "
-                "read it from."
+                or f"--dataset is required: '{model_path}' does not record the data it was "
+                "trained on, and there is no metrics.json next to it to read it from."
             )
         check_dataset_name(chosen.dataset)
         same_data = run.get("dataset") == chosen.dataset
