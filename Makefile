@@ -44,6 +44,9 @@ figures-timed:
 	$(SPLICE) docs/models.md bench_models_fast $(OUT)/bench_models_fast.md
 	$(PY) benchmarks/bench_pruning.py --out $(OUT)/bench_pruning.md
 	$(SPLICE) docs/pruning.md bench_pruning $(OUT)/bench_pruning.md
+	$(PY) benchmarks/bench_data.py --out $(OUT)/bench_data.md \
+		--json $(OUT)/bench_data.json
+	$(SPLICE) docs/training.md bench_data $(OUT)/bench_data.md
 	$(PY) benchmarks/panns_golden.py --panns-dir $(PANNS) --out $(OUT)/panns_golden.md
 	$(SPLICE) docs/transfer.md panns_golden $(OUT)/panns_golden.md
 

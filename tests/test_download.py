@@ -440,3 +440,51 @@ def test_missing_data_dir_points_at_kq_data():
     with pytest.raises(datasets.DatasetLayoutError) as err:
         datasets.load("audioset")
     assert "kq-data" not in str(err.value)
+
+
+def test_ensure_dataset_downloads_only_when_the_folder_lacks_the_data(
+    server, tmp_path, monkeypatch
+):
+    from keras_quaternion.datasets.download import ensure_dataset
+
+    data = make_zip(esc50_files())
+    src = one_archive_source(
+        server, "esc50", "ESC-50", data, "ESC-50-master.zip", "ESC-50-master", sha256=sha256(data)
+    )
+    monkeypatch.setitem(SOURCES, "esc50", src)
+    folder, downloaded = ensure_dataset("esc50", tmp_path / "data", progress=False)
+    assert (folder, downloaded) == (tmp_path / "data" / "ESC-50", True)
+    assert len(server.requests) == 1
+    # the dataset folder itself, or the download folder above it: used as they are
+    assert ensure_dataset("esc50", folder, progress=False) == (folder, False)
+    assert ensure_dataset("esc50", tmp_path / "data", progress=False) == (folder, False)
+    assert len(server.requests) == 1
+    with pytest.raises(ValueError, match="'audioset' has no public archive to download"):
+        ensure_dataset("audioset", tmp_path / "data")
+    with pytest.raises(ValueError, match="'folder' has no public archive to download"):
+        ensure_dataset("folder", tmp_path / "data")
+
+
+def test_kq_train_download_uses_the_verified_download(server, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from keras_quaternion.cli.train import train_command
+    from keras_quaternion.training.dataset_options import download_data_dir
+
+    data = make_zip(esc50_files())
+    src = one_archive_source(
+        server, "esc50", "ESC-50", data, "ESC-50-master.zip", "ESC-50-master", sha256=sha256(data)
+    )
+    monkeypatch.setitem(SOURCES, "esc50", src)
+    folder = download_data_dir("esc50", tmp_path / "data", progress=False)
+    assert folder == tmp_path / "data" / "ESC-50" and datasets.load("esc50", folder)
+    assert download_data_dir("esc50", folder, progress=False) == folder
+    assert len(server.requests) == 1
+    # no download source: a clear one-line error before anything is computed
+    out = tmp_path / "run"
+    args = ["--dataset", "audioset", "--download", "--data-dir", str(tmp_path), "--out", str(out)]
+    result = CliRunner().invoke(train_command, args)
+    assert result.exit_code == 1
+    assert "Error: --download: Dataset 'audioset' has no public archive to download" in (
+        result.output
+    )

@@ -501,7 +501,11 @@ def test_multi_label_dataset_and_errors():
     )
     with pytest.raises(ValueError, match="test split is empty"):
         empty.tf_dataset("test", 2)
-    with pytest.raises(ValueError, match=r"\[N, frames, mels, 4\]"):
+    with pytest.raises(ValueError, match=r"\[N, frames, mels, 4\] .* or \[N, frames, mels, 1\]"):
         PreparedData.from_arrays(
-            {"train": (np.zeros((2, 12, 8, 1)), [0, 1])}, class_names=["a", "b"]
+            {"train": (np.zeros((2, 12, 8, 2)), [0, 1])}, class_names=["a", "b"]
         )
+    log_mel = PreparedData.from_arrays(  # log-mel only: a "logmel16" cache's shape
+        {"train": (np.zeros((2, 12, 8, 1)), [0, 1])}, class_names=["a", "b"]
+    )
+    assert log_mel.log_mel_only and log_mel.input_shape(channels=1) == (12, 8, 1)

@@ -3,9 +3,12 @@
     kq-data list                          what can be downloaded, and how each download is checked
     kq-data download esc50 [--to DIR]     fetch, verify, unpack into DIR/ESC-50 (resumable)
     kq-data download tfds:gtzan [--to D]  let TensorFlow Datasets download and prepare a builder
+    kq-data prepare fsdd --data-dir DIR --cache-format logmel16 --workers 2 [--shards A:B]
+                                          build the feature cache (all or a range of shards)
 
 The command imports neither TensorFlow nor Keras (the package's top level skips them under
-``kq-data``), except ``download tfds:NAME``, which needs TensorFlow Datasets. Its entry point is
+``kq-data``), except ``download tfds:NAME``, which needs TensorFlow Datasets, and ``prepare``,
+which computes features. Its entry point is
 :func:`keras_quaternion.cli.data_main`.
 """
 
@@ -15,7 +18,9 @@ from pathlib import Path
 
 import click
 
-__all__ = ["data_group", "download_command", "list_command"]
+from keras_quaternion.cli.options import dataset_options
+
+__all__ = ["data_group", "download_command", "list_command", "prepare_command"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,3 +112,73 @@ def download_command(name, to, keep_archives, config, retries, timeout, quiet):
     if not quiet:
         click.echo(f"{name} is ready in '{folder}'.")
     click.echo(f"Train on it with: kq-train --dataset {name} --data-dir {folder}")
+
+
+@data_group.command("prepare")
+@click.argument("dataset")
+@click.option(
+    "--shards",
+    default=None,
+    metavar="A:B",
+    help="Build only the shards numbered A to B-1 (A: to the end; one number: that shard) of a "
+    "logmel16 cache, e.g. one range per machine sharing --cache-dir. Default: all.",
+)
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@dataset_options
+def prepare_command(shards, seed, quiet, data):
+    """Compute the feature cache of DATASET before training (kq-train reads it).
+
+    With --cache-format logmel16 the cache is float16 log-mel in shards of --shard-size clips,
+    built by --workers processes; --shards A:B builds one range of them (run one range per
+    machine), and running the command again rebuilds the shards an interrupted worker left
+    and builds what is missing. Use the same dataset options with kq-train.
+
+    Example:
+        >>> from click.testing import CliRunner
+        >>> args = ["synthetic", "--option", "samples_per_class=3", "--clip-seconds", "0.25",
+        ...         "--cache-format", "logmel16", "--shard-size", "8", "--shards", "0:1",
+        ...         "--cache-dir", "cache", "--quiet"]
+        >>> print(CliRunner().invoke(prepare_command, args).output)
+        Shards 0:1 of 6 in '...': built 1 (8 clips, ...), 0 already complete.
+        The cache is not complete yet: build the other shards (kq-data prepare ... --shards A:B on each machine, or without --shards).
+        <BLANKLINE>
+    """  # noqa: E501
+    from keras_quaternion.datasets import DatasetLayoutError
+    from keras_quaternion.outdir import NotWritableError
+    from keras_quaternion.training.dataset_options import check_dataset_name, download_data_dir
+    from keras_quaternion.training.pipeline import build_cache
+    from keras_quaternion.training.shards import CacheDiskFullError, ShardError, describe_build
+
+    check_dataset_name(data.dataset)
+    if data.cache_format in (None, "float32"):
+        if shards is not None or data.workers > 1:
+            raise click.UsageError(
+                "--shards and --workers build a sharded cache: add --cache-format logmel16."
+            )
+        data.prepare(seed, progress=not quiet)
+        click.echo(f"The float32 feature cache of {data.dataset} is ready.")
+        return
+    data_dir = data.data_dir
+    if data.download:
+        data_dir = download_data_dir(data.dataset, data_dir, progress=not quiet)
+    try:
+        report = build_cache(
+            data.dataset,
+            data_dir,
+            shards=shards,
+            workers=data.workers,
+            shard_size=data.shard_size,
+            progress=not quiet,
+            sample_rate=data.sample_rate,
+            clip_seconds=data.clip_seconds,
+            n_mels=data.n_mels or 64,
+            seed=seed,
+            cache_dir=data.cache_dir,
+            dataset_options=data.loader_options(),
+        )
+    except (DatasetLayoutError, NotWritableError, CacheDiskFullError, ShardError) as err:
+        raise click.ClickException(str(err)) from None
+    except ValueError as err:
+        raise click.ClickException(f"Cannot prepare dataset '{data.dataset}': {err}") from None
+    click.echo(describe_build(report))

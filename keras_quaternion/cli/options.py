@@ -2,9 +2,10 @@
 
 * :data:`SHARED_OPTIONS` / :func:`shared_option`: an option spelt and checked the same way in
   every command (``--lr``, ``--batch-size``, ``--seed``, ...), with per-command defaults or help;
-* :func:`dataset_options`: the decorator adding the eight dataset options (``--data-dir``,
+* :func:`dataset_options`: the decorator adding the dataset options (``--data-dir``,
   ``--sample-rate``, ``--clip-seconds``, ``--n-mels``, ``--fold``, ``--split``, ``--option``,
-  ``--cache-dir``) and passing them, with the command's ``--dataset``, as ONE
+  ``--cache-dir``, ``--download``, ``--cache-format``, ``--shard-size``, ``--workers``) and
+  passing them, with the command's ``--dataset``, as ONE
   :class:`~keras_quaternion.training.dataset_options.DatasetOptions` argument ``data``;
 * :func:`check_model_file` / :func:`load_model_argument`: a ``.keras`` model given on the
   command line.
@@ -154,9 +155,13 @@ _DATASET_FIELDS = {
     "split_protocol": "split",
     "options": "options",
     "cache_dir": "cache_dir",
+    "download": "download",
+    "cache_format": "cache_format",
+    "shard_size": "shard_size",
+    "workers": "workers",
 }
 
-#: the eight options :func:`dataset_options` adds (``--dataset`` is the command's own: its
+#: the options :func:`dataset_options` adds (``--dataset`` is the command's own: its
 #: default and help differ per command)
 _DATASET_OPTIONS = [
     click.option(
@@ -208,6 +213,33 @@ _DATASET_OPTIONS = [
         default=None,
         help="Feature cache folder (default $KQ_CACHE_DIR or ~/.cache/keras_quaternion).",
     ),
+    click.option(
+        "--download",
+        is_flag=True,
+        help="Download the dataset (verified, resumable; kq-data list) into --data-dir (or "
+        "$KQ_DATA_DIR) when that folder does not hold it yet.",
+    ),
+    click.option(
+        "--cache-format",
+        type=click.Choice(["float32", "logmel16"]),
+        default=None,
+        help="Feature cache: float32 quaternion features (the default, or the format a saved "
+        "model was trained on), or float16 log-mel in shards (8x smaller; quaternion models "
+        "then compute the deltas in the model).",
+    ),
+    click.option(
+        "--shard-size",
+        type=click.IntRange(1, None),
+        default=None,
+        help="Clips per shard of a logmel16 cache (default 2048).",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(1, 256),
+        default=1,
+        show_default=True,
+        help="Processes that build the missing shards of a logmel16 cache.",
+    ),
 ]
 
 
@@ -215,8 +247,9 @@ def dataset_options(func):
     """Add the dataset options to a click command and pass them as one ``data`` argument.
 
     A decorator (the last one before the function) adding ``--data-dir``, ``--sample-rate``,
-    ``--clip-seconds``, ``--n-mels``, ``--fold``, ``--split``, ``--option`` (repeatable) and
-    ``--cache-dir``. The command function receives, instead of these and of its own
+    ``--clip-seconds``, ``--n-mels``, ``--fold``, ``--split``, ``--option`` (repeatable),
+    ``--cache-dir``, ``--download``, ``--cache-format``, ``--shard-size`` and ``--workers``.
+    The command function receives, instead of these and of its own
     ``--dataset`` option (if it has one), a single keyword argument ``data``: the frozen
     :class:`~keras_quaternion.training.dataset_options.DatasetOptions`, whose methods prepare
     the data.

@@ -40,6 +40,7 @@ __all__ = [
     "default_data_dir",
     "describe",
     "download_dataset",
+    "ensure_dataset",
     "extract",
     "fetch",
 ]
@@ -478,6 +479,64 @@ def download_dataset(
             with contextlib.suppress(OSError):
                 path.unlink()
     return dest
+
+
+def _holds(dataset: str, folder: Path) -> bool:
+    """Whether ``folder`` holds ``dataset`` in its loader's layout."""
+    from keras_quaternion.datasets.registry import load
+
+    if not folder.is_dir():
+        return False
+    try:
+        load(dataset, folder)
+    except ValueError:
+        return False
+    return True
+
+
+def ensure_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    progress: bool = True,
+    **kwargs,
+) -> tuple[Path, bool]:
+    """The folder of ``name``'s data, downloaded first when ``data_dir`` does not hold it.
+
+    What ``kq-train --download`` does: ``data_dir`` holding the dataset (or holding it in the
+    sub-folder its archive unpacks into) is used as it is; otherwise the dataset is downloaded
+    with :func:`download_dataset` into ``data_dir`` (as the download folder; default
+    :func:`default_data_dir`), verified and unpacked.
+
+    Args:
+        name: a dataset with a download source (:data:`~keras_quaternion.datasets.sources.SOURCES`).
+        data_dir: the dataset folder or the download folder, or ``None``.
+        progress: progress bars.
+        **kwargs: more :func:`download_dataset` arguments (``retries``, ``timeout``...).
+
+    Returns:
+        ``(folder, downloaded)``: the dataset folder to load, and whether it was downloaded now.
+
+    Raises:
+        ValueError: the dataset has no download source (the message lists those that have).
+        DownloadError: the download or its check failed (see :func:`download_dataset`).
+
+    Example:
+        >>> ensure_dataset("audioset", "data")
+        Traceback (most recent call last):
+        ...
+        ValueError: Dataset 'audioset' has no public archive to download (its clips are YouTube videos); ...
+    """  # noqa: E501
+    src = source(name)  # ValueError for a dataset without a download source
+    if data_dir is not None:
+        given = Path(data_dir).expanduser()
+        for folder in (given, given / src.folder):
+            if _holds(src.dataset, folder):
+                return folder, False
+    to = Path(data_dir).expanduser() if data_dir is not None else None
+    if to is None and _holds(src.dataset, default_data_dir() / src.folder):
+        return default_data_dir() / src.folder, False
+    return download_dataset(src, to, progress=progress, **kwargs), True
 
 
 def describe(src: Source) -> str:

@@ -171,6 +171,22 @@ def _resolve_algorithm(algorithm, spec):
     return algorithm
 
 
+def _model_input(spec, frames, n_mels, deltas):
+    """``(inputs, features)``: the model's input and what its first block sees."""
+    if deltas is None:
+        inputs = keras.Input((frames, n_mels, spec.input_channels), name="features")
+        return inputs, inputs
+    if spec.input_channels != 4:
+        raise ValueError(
+            f"build(): deltas={deltas!r} needs a model with 4 input channels (a q* model or "
+            f"mccnn14); {spec.name} takes log-mel already. Leave deltas=None."
+        )
+    from keras_quaternion.layers.deltas import QuaternionDeltas
+
+    inputs = keras.Input((frames, n_mels, 1), name="log_mel")
+    return inputs, QuaternionDeltas(width=deltas, name="deltas")(inputs)
+
+
 def build(
     name,
     *,
@@ -183,6 +199,7 @@ def build(
     dropout=None,
     model_name=None,
     qconv_algorithm=None,
+    deltas=None,
 ):
     """Build a registry model: a functional Keras model from features to class probabilities.
 
@@ -216,6 +233,11 @@ def build(
             None or ``"standard"`` (one real op with the assembled Hamilton kernel) or
             ``"fast"`` (8 real ops on sums and differences, half the multiply-accumulates; same
             weights, same function). Real models accept only None or ``"standard"``.
+        deltas: ``None`` (the model takes its features as they are) or the Savitzky–Golay
+            width (an odd int >= 5, the features' ``delta_width``) of a
+            :class:`~keras_quaternion.layers.deltas.QuaternionDeltas` layer that starts a model
+            with 4 input channels: it then takes log-mel ``(batch, frames, n_mels, 1)`` and
+            computes Δ, Δ², Δ³ itself (for a ``"logmel16"`` feature cache).
 
     Returns:
         A ``keras.Model`` taking ``(batch, frames, n_mels, C)`` (``C = describe(name).
@@ -279,10 +301,10 @@ def build(
         dropout=rates,
         algorithm=algorithm,
     )
-    inputs = keras.Input((frames, n_mels, spec.input_channels), name="features")
+    inputs, features = _model_input(spec, frames, n_mels, deltas)
     builder = panns.build_cnn if spec.family in panns.CNN_CHANNELS else panns.build_resnet
     outputs = builder(
-        spec.family, kit, inputs, n_mels=n_mels, classes=classes, multi_label=multi_label
+        spec.family, kit, features, n_mels=n_mels, classes=classes, multi_label=multi_label
     )
     model = keras.Model(inputs, outputs, name=model_name or spec.name)
     zero_residual_gammas(model)

@@ -28,6 +28,7 @@ import click
 __all__ = [
     "DatasetOptions",
     "check_dataset_name",
+    "download_data_dir",
     "parse_options",
     "prepare_dataset",
     "run_info",
@@ -123,6 +124,10 @@ def prepare_dataset(
     options,
     feature_config=None,
     progress=True,
+    *,
+    cache_format="float32",
+    shard_size=None,
+    workers=1,
 ):
     """:func:`keras_quaternion.training.pipeline.prepare` for a command line.
 
@@ -142,13 +147,17 @@ def prepare_dataset(
         feature_config: a :class:`~keras_quaternion.features.FeatureConfig` to use instead of
             the default one.
         progress: show progress bars.
+        cache_format: ``"float32"`` or ``"logmel16"`` (see ``prepare``).
+        shard_size: clips per shard of a ``"logmel16"`` cache (``None``: the default).
+        workers: processes building the missing shards of a ``"logmel16"`` cache.
 
     Returns:
         The :class:`~keras_quaternion.training.pipeline.PreparedData`.
 
     Raises:
         click.ClickException: the dataset folder is missing or not in the dataset's layout,
-            or an argument is invalid (a ``ValueError`` or ``TypeError`` from ``prepare``).
+            or an argument is invalid (a ``ValueError`` or ``TypeError`` from ``prepare``),
+            or a shard of a ``"logmel16"`` cache cannot be written (a full disk).
 
     Example:
         >>> data = prepare_dataset("synthetic", None, 8000, 0.25, 32, 0, "cache",
@@ -164,6 +173,7 @@ def prepare_dataset(
     from keras_quaternion.datasets import DatasetLayoutError
     from keras_quaternion.outdir import NotWritableError
     from keras_quaternion.training.pipeline import prepare
+    from keras_quaternion.training.shards import CacheDiskFullError, ShardError
 
     try:
         return prepare(
@@ -177,11 +187,59 @@ def prepare_dataset(
             dataset_options=options,
             feature_config=feature_config,
             progress=progress,
+            cache_format=cache_format,
+            shard_size=shard_size,
+            workers=workers,
         )
-    except (DatasetLayoutError, NotWritableError) as err:
+    except (DatasetLayoutError, NotWritableError, CacheDiskFullError, ShardError) as err:
         raise click.ClickException(str(err)) from None
     except (ValueError, TypeError) as err:
         raise click.ClickException(f"Cannot prepare dataset '{dataset}': {err}") from None
+
+
+def download_data_dir(dataset: str, data_dir, *, progress: bool = True):
+    """``--download``: the folder holding ``dataset``, downloading it first when needed.
+
+    A ``tfds:NAME`` dataset is downloaded by TensorFlow Datasets itself when it is read, so
+    ``data_dir`` is returned as it is; a generated dataset needs no files. Otherwise
+    :func:`keras_quaternion.datasets.download.ensure_dataset` uses ``data_dir`` when it holds
+    the dataset and downloads it (verified, resumable) into ``data_dir`` (default
+    ``$KQ_DATA_DIR`` or ``~/kq_datasets``) when it does not.
+
+    Args:
+        dataset: a registry dataset name.
+        data_dir: ``--data-dir`` (the dataset folder or the download folder), or ``None``.
+        progress: progress bars.
+
+    Returns:
+        The dataset folder to load.
+
+    Raises:
+        click.ClickException: the dataset has no download source, or the download failed.
+
+    Example:
+        >>> download_data_dir("synthetic", None) is None     # generated: nothing to download
+        True
+        >>> download_data_dir("audioset", "data")
+        Traceback (most recent call last):
+        ...
+        click.exceptions.ClickException: --download: Dataset 'audioset' has no public archive to download (its clips are YouTube videos); ...
+    """  # noqa: E501
+    from keras_quaternion import datasets
+    from keras_quaternion.datasets.download import DownloadError, ensure_dataset
+    from keras_quaternion.datasets.registry import is_tfds_name
+
+    if is_tfds_name(dataset) or not datasets.spec(dataset).needs_data_dir:
+        return data_dir
+    try:
+        folder, downloaded = ensure_dataset(dataset, data_dir, progress=progress)
+    except ValueError as err:
+        raise click.ClickException(f"--download: {err}") from None
+    except DownloadError as err:
+        raise click.ClickException(str(err)) from None
+    if downloaded:
+        click.echo(f"Downloaded {dataset} into '{folder}'.", err=True)
+    return folder
 
 
 def run_info(model_path: Path) -> dict:
@@ -242,6 +300,12 @@ class DatasetOptions:
         split: ``--split``, the dataset's split protocol option.
         options: the ``--option KEY=VALUE`` strings, as given (a tuple).
         cache_dir: ``--cache-dir``, the feature cache folder.
+        download: ``--download``: fetch the dataset (:func:`download_data_dir`) when
+            ``data_dir`` does not hold it.
+        cache_format: ``--cache-format``, ``"float32"`` or ``"logmel16"`` (``None``:
+            ``"float32"``, or the format recorded for a saved model's training run).
+        shard_size: ``--shard-size``, clips per shard of a ``"logmel16"`` cache.
+        workers: ``--workers``, processes building its missing shards.
 
     Example:
         >>> data = DatasetOptions("synthetic", fold=2, options=("seed=1",))
@@ -260,6 +324,10 @@ class DatasetOptions:
     split: str | None = None
     options: tuple[str, ...] = ()
     cache_dir: Path | None = None
+    download: bool = False
+    cache_format: str | None = None
+    shard_size: int | None = None
+    workers: int = 1
 
     def replace(self, **changes) -> DatasetOptions:
         """A copy with some fields changed (the object itself is frozen)."""
@@ -303,9 +371,12 @@ class DatasetOptions:
         return self._prepare(loader_options, seed, feature_config=feature_config, progress=progress)
 
     def _prepare(self, loader_options, seed, *, feature_config=None, progress=True):
+        data_dir = self.data_dir
+        if self.download:
+            data_dir = download_data_dir(self.dataset, data_dir, progress=progress)
         return prepare_dataset(
             self.dataset,
-            self.data_dir,
+            data_dir,
             self.sample_rate,
             self.clip_seconds,
             self.n_mels or DEFAULT_N_MELS,
@@ -314,6 +385,9 @@ class DatasetOptions:
             loader_options,
             feature_config=feature_config,
             progress=progress,
+            cache_format=self.cache_format or "float32",
+            shard_size=self.shard_size,
+            workers=self.workers,
         )
 
     def prepare_for_saved_model(
@@ -395,12 +469,16 @@ class DatasetOptions:
 
         With the recorded feature configuration, the recorded clip length also applies unless
         ``--clip-seconds`` was given; otherwise the features follow the fields (and ``None``).
+        The recorded cache format applies unless ``--cache-format`` was given.
         """
+        chosen = self
+        if self.cache_format is None and run.get("cache_format"):
+            chosen = self.replace(cache_format=run["cache_format"])
         if not run.get("feature_config") or self.sample_rate is not None or self.n_mels is not None:
-            return self, None
+            return chosen, None
         from keras_quaternion.features import FeatureConfig
 
         feature_config = FeatureConfig.from_dict(run["feature_config"])
         if self.clip_seconds is None:
-            return self.replace(clip_seconds=run.get("clip_seconds")), feature_config
-        return self, feature_config
+            return chosen.replace(clip_seconds=run.get("clip_seconds")), feature_config
+        return chosen, feature_config

@@ -50,15 +50,13 @@ def predict(model, prepared: PreparedData, split: str, *, batch_size: int = 64, 
     import tensorflow as tf
 
     channels = check_model_fits(model, prepared)
-    x, _ = prepared.arrays(split, channels=4)
+    x, _ = prepared.arrays(split, channels=channels)
     logits = outputs_are_logits(model)
     if forward is None:
         forward = make_forward(model)
     out = []
     for start in range(0, len(x), batch_size):
-        xb = np.asarray(x[start : start + batch_size], dtype=np.float32)
-        if channels == 1:
-            xb = np.ascontiguousarray(xb[..., :1])
+        xb = np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32)
         out.append(np.asarray(forward(tf.constant(xb))))
     if not out:
         return np.zeros((0, prepared.num_classes), np.float32)

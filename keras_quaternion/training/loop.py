@@ -93,6 +93,7 @@ from keras_quaternion.training.strategy import (
     is_chief,
     make_strategy,
     strategy_name,
+    worker_of,
 )
 from keras_quaternion.training.transfer import (
     FINETUNE_LR,
@@ -841,6 +842,7 @@ def _train_epoch(run: _Run, epoch: int, callbacks) -> dict:
     import tensorflow as tf
 
     recipe = run.recipe
+    multiworker = isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy)
     dataset = run.prepared.tf_dataset(
         "train",
         recipe.batch_size,
@@ -854,9 +856,10 @@ def _train_epoch(run: _Run, epoch: int, callbacks) -> dict:
         gain_db=recipe.gain_db,
         freq_warp=recipe.freq_warp,
         time_shift=recipe.time_shift,
+        worker=worker_of(run.strategy) if multiworker else None,  # this worker's shards
     )
     progress = run.verbose == 1
-    if isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if multiworker:
         from keras_quaternion.training.multiworker import run_epoch
 
         return run_epoch(

@@ -236,6 +236,8 @@ def build_by_name(name, prepared: PreparedData, width, model_options=None):
     )
     if width is not None:
         kwargs["width"] = width
+    if prepared.log_mel_only and models.describe(name).input_channels == 4:
+        kwargs["deltas"] = prepared.feature_config.delta_width  # Δ, Δ², Δ³ in the model
     clash = sorted(set(model_options or {}) & set(kwargs))
     if clash:
         raise ValueError(

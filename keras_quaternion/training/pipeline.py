@@ -53,6 +53,7 @@ __all__ = [
     "CACHE_ENV",
     "DATASET_DEFAULTS",
     "PreparedData",
+    "build_cache",
     "dataset_defaults",
     "default_cache_dir",
     "feature_config_for",
@@ -237,10 +238,11 @@ class PreparedData:
             )
         for split in SPLITS:
             f, y = self.features[split], self.labels[split]
-            if f.ndim != 4 or f.shape[-1] != 4:
+            if f.ndim != 4 or f.shape[-1] not in (1, 4):
                 raise ValueError(
-                    f"PreparedData '{self.dataset}': {split} features must be [N, frames, mels, 4],"
-                    f" got shape {f.shape}."
+                    f"PreparedData '{self.dataset}': {split} features must be [N, frames, mels, 4]"
+                    f" (quaternion features) or [N, frames, mels, 1] (log-mel only), got shape "
+                    f"{f.shape}."
                 )
             if len(f) != len(y):
                 raise ValueError(
@@ -345,6 +347,18 @@ class PreparedData:
                 return self.features[split]
         return self.features["train"]
 
+    @property
+    def stored_channels(self) -> int:
+        """4 when the features hold (log-mel, Δ, Δ², Δ³); 1 for a log-mel-only cache
+        (``cache_format="logmel16"``), whose quaternion models compute the deltas in the model
+        (:class:`~keras_quaternion.layers.deltas.QuaternionDeltas`)."""
+        return int(self._any_features().shape[-1])
+
+    @property
+    def log_mel_only(self) -> bool:
+        """Whether the features are log-mel alone (models must compute Δ, Δ², Δ³ themselves)."""
+        return self.stored_channels == 1
+
     def sizes(self) -> dict[str, int]:
         """Examples per split, e.g. ``{"train": 800, "validation": 100, "test": 100}``."""
         return {s: int(len(self.labels[s])) for s in SPLITS}
@@ -366,8 +380,20 @@ class PreparedData:
         """
         self._check_split(split)
         _check_channels(channels)
+        self._check_stored(channels)
         x = self.features[split]
-        return (x[..., :1] if channels == 1 else x), self.labels[split]
+        if channels == 1 and self.stored_channels == 4:
+            x = x[..., :1]
+        return x, self.labels[split]
+
+    def _check_stored(self, channels: int) -> None:
+        if channels == 4 and self.stored_channels == 1:
+            raise ValueError(
+                f"PreparedData '{self.dataset}' holds log-mel only (a 'logmel16' cache), not the "
+                "4 quaternion channels: give the model [frames, mels, 1] input starting with "
+                "QuaternionDeltas (kq-train and build_by_name do so for a quaternion model), or "
+                "prepare the data with cache_format='float32' (--cache-format float32)."
+            )
 
     def _check_split(self, split: str) -> None:
         if split not in SPLITS:
@@ -394,6 +420,7 @@ class PreparedData:
         gain_db: float = 0.0,
         freq_warp: float = 0.0,
         time_shift: float = 0.0,
+        worker: tuple[int, int] | None = None,
     ):
         """A batched ``tf.data.Dataset`` of ``(features, labels)`` for one split.
 
@@ -429,6 +456,11 @@ class PreparedData:
             time_shift: random time shift (``0`` = off): each example moves by up to
                 ``time_shift`` of its frames, earlier or later, the first or last frame
                 repeated into the frames it leaves.
+            worker: ``(index, count)`` of this worker under a multi-worker strategy: the
+                dataset then holds this worker's share only (whole shards of a sharded cache,
+                every ``count``-th example otherwise), repeats without end (the shares may
+                differ by a shard; the caller counts the steps) and is not auto-sharded again.
+                ``None`` or a count of 1: every example, once.
 
         Returns:
             ``tf.data.Dataset`` yielding ``float32 [B, frames, mels, channels]`` and labels
@@ -442,6 +474,7 @@ class PreparedData:
 
         self._check_split(split)
         _check_channels(channels)
+        self._check_stored(channels)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
         if batch_size < 1:
@@ -464,7 +497,7 @@ class PreparedData:
 
         def gather(idx):
             rows = np.asarray(x[idx], dtype=np.float32)
-            if channels == 1:
+            if channels == 1 and rows.shape[-1] != 1:
                 rows = np.ascontiguousarray(rows[..., :1])
             return rows, np.asarray(y[idx])
 
@@ -476,9 +509,16 @@ class PreparedData:
                 yb = tf.one_hot(yb, classes, dtype=tf.float32)
             return xb, yb
 
-        ds = tf.data.Dataset.range(n)
-        if shuffle:
-            ds = ds.shuffle(n, seed=epoch_seed, reshuffle_each_iteration=False)
+        own = _worker_rows(x, n, worker)
+        if own is None:
+            ds = tf.data.Dataset.range(n)
+            if shuffle:
+                ds = ds.shuffle(n, seed=epoch_seed, reshuffle_each_iteration=False)
+        else:
+            ds = tf.data.Dataset.from_tensor_slices(own)
+            if shuffle:
+                ds = ds.shuffle(len(own), seed=epoch_seed, reshuffle_each_iteration=True)
+            ds = ds.repeat()
         ds = ds.batch(int(batch_size), drop_remainder=bool(drop_remainder) and n >= batch_size)
         ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if spec_augment or mixup > 0 or gain_db > 0 or freq_warp > 0 or time_shift > 0:
@@ -503,8 +543,9 @@ class PreparedData:
 
             ds = ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
         options = tf.data.Options()
+        policy = tf.data.experimental.AutoShardPolicy
         options.experimental_distribute.auto_shard_policy = (
-            tf.data.experimental.AutoShardPolicy.DATA
+            policy.DATA if own is None else policy.OFF  # sharded by worker above
         )
         options.deterministic = True
         return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
@@ -516,6 +557,20 @@ class PreparedData:
             f"multi_label={self.multi_label}, frames={self.frames}, mels={self.n_mels}, "
             f"sample_rate={self.sample_rate}, {sizes})"
         )
+
+
+def _worker_rows(x, n: int, worker) -> np.ndarray | None:
+    """This worker's example rows, or ``None`` for all of them (no worker, or a single one)."""
+    if worker is None:
+        return None
+    index, count = (int(v) for v in worker)
+    if not 0 <= index < count:
+        raise ValueError(f"worker must be (index, count) with 0 <= index < count, got {worker!r}.")
+    if count == 1:
+        return None
+    if hasattr(x, "worker_rows"):  # a sharded cache: whole shard files per worker
+        return x.worker_rows(index, count)
+    return np.arange(index, n, count, dtype=np.int64)
 
 
 def _check_channels(channels) -> None:
@@ -831,6 +886,9 @@ def prepare(
     dataset_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     feature_config: FeatureConfig | None = None,
+    cache_format: str = "float32",
+    shard_size: int | None = None,
+    workers: int = 1,
 ) -> PreparedData:
     """Decode a dataset once, compute its quaternion features once, cache them, memory-map them.
 
@@ -855,9 +913,17 @@ def prepare(
         progress: show tqdm progress bars while computing.
         feature_config: use this configuration instead of :func:`feature_config_for`; its
             ``sample_rate`` wins over ``sample_rate``.
+        cache_format: ``"float32"`` (the default: one ``.npy`` per split of float32
+            ``[N, frames, mels, 4]`` quaternion features) or ``"logmel16"`` (float16 log-mel
+            only, in shards of ``shard_size`` clips, 8x smaller; quaternion models then compute
+            Δ, Δ², Δ³ in the model, see :mod:`keras_quaternion.training.shards`).
+        shard_size: clips per shard of a ``"logmel16"`` cache (default
+            :data:`~keras_quaternion.training.shards.DEFAULT_SHARD_SIZE`); part of the cache key.
+        workers: processes that build the missing shards of a ``"logmel16"`` cache.
 
     Returns:
-        :class:`PreparedData` with memory-mapped features of every split.
+        :class:`PreparedData` with memory-mapped features of every split (``[N, frames, mels,
+        1]`` float16 log-mel for ``"logmel16"``).
 
     Raises:
         ValueError: unknown dataset or option, bad sample rate / clip length / mel count, a
@@ -880,6 +946,138 @@ def prepare(
         >>> data.sizes(), data.features["train"].shape
         ({'train': 80, 'validation': 10, 'test': 10}, (80, 101, 64, 4))
     """
+    where = _locate(
+        dataset,
+        data_dir,
+        sample_rate=sample_rate,
+        clip_seconds=clip_seconds,
+        n_mels=n_mels,
+        seed=seed,
+        cache_dir=cache_dir,
+        dataset_options=dataset_options,
+        feature_config=feature_config,
+        cache_format=cache_format,
+        shard_size=shard_size,
+    )
+    if where.cached is not None:
+        return where.cached
+    ds, name, folder, config = where.ds, where.name, where.folder, where.config
+    options, resolved_dir, clip_seconds = where.options, where.data_dir, where.clip_seconds
+    if not ds.splits["train"]:
+        raise ValueError(f"Dataset '{name}': the train split is empty; nothing to train on.")
+    if where.cache_format == "logmel16":
+        from keras_quaternion.training import shards as kq_shards
+
+        _make_cache_folder(folder, kq_shards.ABANDONED_TEMP_AGE)
+        kq_shards.build_shards(ds, folder, where.plan(), workers=workers, progress=progress)
+        return kq_shards.load_sharded(folder)
+    _make_cache_folder(folder)
+    started = time.time()
+    skipped: dict[str, list[tuple[str, str]]] = {}
+    for split in SPLITS:
+        skipped[split], kept = _compute_split(ds, split, config, clip_seconds, folder, progress)
+        if split == "train":  # a class with no decodable example is as bad as an empty folder
+            ds.check_decoded_classes(split, kept, skipped[split])
+    all_skipped = [item for split in SPLITS for item in skipped[split]]
+    if all_skipped:
+        total = sum(len(ds.splits[s]) for s in SPLITS)
+        shown = "; ".join(f"{n_} ({r})" for n_, r in all_skipped[:10])
+        more = f" and {len(all_skipped) - 10} more" if len(all_skipped) > 10 else ""
+        warnings.warn(
+            f"Dataset '{name}': skipped {len(all_skipped)} of {total} audio files that could not "
+            f"be decoded: {shown}{more}. The list is kept in {folder / 'manifest.json'}.",
+            UserWarning,
+            stacklevel=2,
+        )
+    manifest = {
+        "pipeline": PIPELINE_VERSION,
+        "dataset": name,
+        "class_names": list(ds.class_names),
+        "multi_label": bool(ds.multi_label),
+        "feature_config": config.to_dict(),
+        "clip_seconds": clip_seconds,
+        "options": _json_safe(options),
+        "data_dir": resolved_dir,
+        "protocol": ds.info.get("protocol", ""),
+        "skipped": {s: [list(item) for item in skipped[s]] for s in SPLITS},
+        "seconds": round(time.time() - started, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    atomic_write(folder / "manifest.json", json.dumps(manifest, indent=1))
+    sweep_temp_files(folder, min_age=CONCURRENT_TEMP_AGE)
+    loaded = _load_cache(folder)
+    if loaded is None:  # pragma: no cover - we just wrote it
+        raise RuntimeError(f"The feature cache in {folder} could not be read back.")
+    return loaded
+
+
+@dataclasses.dataclass
+class _Located:
+    """Where a dataset's cache is (and, when it is not complete, what builds it)."""
+
+    cached: PreparedData | None = None
+    ds: Any = None
+    name: str = ""
+    folder: Path | None = None
+    config: FeatureConfig | None = None
+    options: dict | None = None
+    data_dir: str | None = None
+    clip_seconds: float = 0.0
+    cache_format: str = "float32"
+    shard_size: int = 0
+
+    def plan(self) -> dict:
+        """The shard plan of a ``"logmel16"`` cache."""
+        from keras_quaternion.training.shards import make_plan
+
+        extra = {"options": _json_safe(self.options), "data_dir": self.data_dir}
+        return make_plan(self.ds, self.config, self.clip_seconds, self.shard_size, extra)
+
+
+def _check_format(cache_format, shard_size) -> tuple[str, int]:
+    from keras_quaternion.training.shards import CACHE_FORMATS, DEFAULT_SHARD_SIZE
+
+    if cache_format not in CACHE_FORMATS:
+        raise ValueError(
+            f"cache_format must be one of {list(CACHE_FORMATS)}, got {cache_format!r}."
+        )
+    size = DEFAULT_SHARD_SIZE if shard_size is None else shard_size
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+        raise ValueError(f"shard_size must be a positive integer of clips, got {shard_size!r}.")
+    return cache_format, int(size)
+
+
+def _load_any(folder: Path, cache_format: str) -> PreparedData | None:
+    """A complete cache of either format in ``folder``, or ``None``."""
+    if cache_format == "float32":
+        return _load_cache(folder)
+    if not (folder / "manifest.json").is_file():
+        return None
+    from keras_quaternion.training.shards import ShardError, load_sharded
+
+    try:
+        return load_sharded(folder)
+    except ShardError as err:
+        warnings.warn(f"{err}\nRebuilding the damaged shards.", UserWarning, stacklevel=3)
+        (folder / "manifest.json").unlink(missing_ok=True)
+        return None
+
+
+def _locate(
+    dataset,
+    data_dir,
+    *,
+    sample_rate,
+    clip_seconds,
+    n_mels,
+    seed,
+    cache_dir,
+    dataset_options,
+    feature_config,
+    cache_format,
+    shard_size,
+) -> _Located:
+    """Resolve a :func:`prepare` call: the dataset, its settings and its cache folder."""
     from keras_quaternion import datasets as kq_datasets
 
     options = dict(dataset_options or {})
@@ -936,13 +1134,16 @@ def prepare(
         "features": config.cache_key(),
         "sample_rate": config.sample_rate,
     }
+    cache_format, shard_size = _check_format(cache_format, shard_size)
+    if cache_format != "float32":  # the float32 cache keeps the keys it always had
+        base.update(format=cache_format, shard_size=shard_size)
 
     ds = None
     if generated and clip_seconds is not None:
         folder = root / "features" / name / _sha({**base, "clip": clip_seconds})[:20]
-        cached = _load_cache(folder)
+        cached = _load_any(folder, cache_format)
         if cached is not None:
-            return cached
+            return _Located(cached=cached)
     if isinstance(dataset, str):
         ds = kq_datasets.load(name, data_dir, **options)
     else:
@@ -961,55 +1162,105 @@ def prepare(
     if not generated:
         key["fingerprint"] = _fingerprint(ds)
     folder = root / "features" / name / _sha(key)[:20]
-    cached = _load_cache(folder)
+    cached = _load_any(folder, cache_format)
     if cached is not None:
-        return cached
+        return _Located(cached=cached)
 
-    if not ds.splits["train"]:
-        raise ValueError(f"Dataset '{name}': the train split is empty; nothing to train on.")
-    _make_cache_folder(folder)
-    started = time.time()
-    skipped: dict[str, list[tuple[str, str]]] = {}
-    for split in SPLITS:
-        skipped[split], kept = _compute_split(ds, split, config, clip_seconds, folder, progress)
-        if split == "train":  # a class with no decodable example is as bad as an empty folder
-            ds.check_decoded_classes(split, kept, skipped[split])
-    all_skipped = [item for split in SPLITS for item in skipped[split]]
-    if all_skipped:
-        total = sum(len(ds.splits[s]) for s in SPLITS)
-        shown = "; ".join(f"{n_} ({r})" for n_, r in all_skipped[:10])
-        more = f" and {len(all_skipped) - 10} more" if len(all_skipped) > 10 else ""
-        warnings.warn(
-            f"Dataset '{name}': skipped {len(all_skipped)} of {total} audio files that could not "
-            f"be decoded: {shown}{more}. The list is kept in {folder / 'manifest.json'}.",
-            UserWarning,
-            stacklevel=2,
-        )
-    manifest = {
-        "pipeline": PIPELINE_VERSION,
-        "dataset": name,
-        "class_names": list(ds.class_names),
-        "multi_label": bool(ds.multi_label),
-        "feature_config": config.to_dict(),
-        "clip_seconds": clip_seconds,
-        "options": _json_safe(options),
-        "data_dir": resolved_dir,
-        "protocol": ds.info.get("protocol", ""),
-        "skipped": {s: [list(item) for item in skipped[s]] for s in SPLITS},
-        "seconds": round(time.time() - started, 3),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    atomic_write(folder / "manifest.json", json.dumps(manifest, indent=1))
-    sweep_temp_files(folder, min_age=CONCURRENT_TEMP_AGE)
-    loaded = _load_cache(folder)
-    if loaded is None:  # pragma: no cover - we just wrote it
-        raise RuntimeError(f"The feature cache in {folder} could not be read back.")
-    return loaded
+    return _Located(
+        ds=ds,
+        name=name,
+        folder=folder,
+        config=config,
+        options=options,
+        data_dir=resolved_dir,
+        clip_seconds=clip_seconds,
+        cache_format=cache_format,
+        shard_size=shard_size,
+    )
 
 
-def _make_cache_folder(folder: Path) -> None:
+def build_cache(
+    dataset,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    shards: str | None = None,
+    workers: int = 1,
+    shard_size: int | None = None,
+    progress: bool = True,
+    **kwargs,
+) -> dict:
+    """Build all or a range of the shards of a ``"logmel16"`` cache (``kq-data prepare``).
+
+    Several machines sharing the cache folder can each build one range (``shards="0:40"``,
+    ``"40:80"``...); whoever completes the last shard writes the manifest, and
+    :func:`prepare` with the same arguments and ``cache_format="logmel16"`` then reads the cache.
+
+    Args:
+        dataset, data_dir: as :func:`prepare`.
+        shards: ``"A:B"`` (shard numbers A to B-1 of the plan), ``"A"`` or ``None`` (all).
+        workers: worker processes (each with one TensorFlow thread).
+        shard_size: clips per shard (default
+            :data:`~keras_quaternion.training.shards.DEFAULT_SHARD_SIZE`).
+        progress: a progress bar over shards.
+        **kwargs: the other :func:`prepare` arguments (``sample_rate``, ``clip_seconds``,
+            ``n_mels``, ``seed``, ``cache_dir``, ``dataset_options``, ``feature_config``).
+
+    Returns:
+        ``{"folder", "shards" (total), "range", "built", "kept", "rebuilt", "results",
+        "complete"}``.
+
+    Example:
+        >>> report = build_cache("synthetic", dataset_options={"samples_per_class": 4},
+        ...                      shard_size=16, shards="0:2", cache_dir="cache", progress=False)
+        >>> report["shards"], report["built"], report["complete"]
+        (4, ['train-00000', 'train-00001'], False)
+    """
+    from keras_quaternion.training import shards as kq_shards
+
+    where = _locate(
+        dataset,
+        data_dir,
+        cache_format="logmel16",
+        shard_size=shard_size,
+        **{
+            k: kwargs.get(k)
+            for k in (
+                "sample_rate",
+                "clip_seconds",
+                "cache_dir",
+                "dataset_options",
+                "feature_config",
+            )
+        },
+        n_mels=kwargs.get("n_mels", 64),
+        seed=kwargs.get("seed", 0),
+    )
+    if where.cached is not None:
+        total = sum(len(p.parts) for p in where.cached.features.values())
+        return {
+            "folder": where.cached.cache_path,
+            "shards": total,
+            "range": kq_shards.parse_shard_range(shards, total),  # still check the range
+            "built": [],
+            "kept": [],
+            "rebuilt": {},
+            "results": [],
+            "complete": True,
+        }
+    if not where.ds.splits["train"]:
+        raise ValueError(f"Dataset '{where.name}': the train split is empty; nothing to train on.")
+    _make_cache_folder(where.folder, kq_shards.ABANDONED_TEMP_AGE)
+    plan = where.plan()
+    chosen = kq_shards.parse_shard_range(shards, len(plan["shards"]))
+    report = kq_shards.build_shards(
+        where.ds, where.folder, plan, shard_range=chosen, workers=workers, progress=progress
+    )
+    return {"folder": where.folder, "shards": len(plan["shards"]), "range": chosen, **report}
+
+
+def _make_cache_folder(folder: Path, min_age: float = CONCURRENT_TEMP_AGE) -> None:
     """Create the cache folder before featurising anything, or say in one line why not; clear
-    the temporary files that killed runs left in it."""
+    the temporary files that killed runs left in it (unmodified for ``min_age`` seconds)."""
     from keras_quaternion.outdir import NotWritableError, check_writable
 
     hint = f"pass another cache_dir (kq-*: --cache-dir) or set ${CACHE_ENV}"
@@ -1020,7 +1271,7 @@ def _make_cache_folder(folder: Path) -> None:
         raise NotWritableError(
             f"The feature cache folder '{folder}' cannot be created ({err.strerror}); {hint}."
         ) from None
-    sweep_temp_files(folder, min_age=CONCURRENT_TEMP_AGE)
+    sweep_temp_files(folder, min_age=min_age)
 
 
 def _load_cache(folder: Path) -> PreparedData | None:

@@ -140,6 +140,7 @@ def run_settings(*, model, data, recipe, teacher, transfer=None) -> dict:
         "multi_label": data.multi_label,
         "feature_config": data.feature_config.to_dict(),
         "clip_seconds": data.clip_seconds,
+        "cache_format": data.info.get("cache_format", "float32"),
         **recipe.settings(),
         **teacher,
         **transfer,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-__all__ = ["STRATEGIES", "is_chief", "make_strategy", "strategy_name"]
+__all__ = ["STRATEGIES", "is_chief", "make_strategy", "strategy_name", "worker_of"]
 
 #: Names accepted by :func:`make_strategy`.
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -140,3 +140,43 @@ def is_chief(strategy) -> bool:
         return True
     cluster = resolver.cluster_spec().as_dict()
     return task_type == "worker" and int(task_id or 0) == 0 and "chief" not in cluster
+
+
+def worker_of(strategy) -> tuple[int, int]:
+    """``(index, count)`` of this process among the workers that read input.
+
+    The workers of a ``MultiWorkerMirroredStrategy`` cluster (a ``"chief"`` task counts as
+    worker 0, the ``"worker"`` tasks follow it); ``(0, 1)`` for every other strategy. The
+    training loop gives it to
+    :meth:`~keras_quaternion.training.pipeline.PreparedData.tf_dataset`, which then reads this
+    worker's shards only.
+
+    Args:
+        strategy: a ``tf.distribute.Strategy`` (anything with a ``cluster_resolver``
+            attribute is read).
+
+    Returns:
+        ``(index, count)`` with ``0 <= index < count``.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> from types import SimpleNamespace
+        >>> worker_of(make_strategy("default"))
+        (0, 1)
+        >>> cluster = tf.train.ClusterSpec({"chief": ["h0:2222"], "worker": ["h1:2222", "h2:2222"]})
+        >>> resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        ...     cluster, task_type="worker", task_id=1)
+        >>> worker_of(SimpleNamespace(cluster_resolver=resolver))
+        (2, 3)
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or resolver.task_type is None:
+        return 0, 1
+    cluster = resolver.cluster_spec().as_dict()
+    chiefs = len(cluster.get("chief", []))
+    count = chiefs + len(cluster.get("worker", []))
+    if resolver.task_type == "chief":
+        return 0, max(1, count)
+    if resolver.task_type != "worker":  # an evaluator or parameter server reads no input
+        return 0, 1
+    return chiefs + int(resolver.task_id or 0), max(1, count)
