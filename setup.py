@@ -6,22 +6,37 @@ from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
-#: C sources of the compact quaternion operator, shipped inside the package (export/csrc) so that
-#: an installed keras-quaternion can build, verify and hand them to firmware builds
-QUATERNION_SOURCES = HERE / "tflite" / "quaternion"
+#: C sources shipped inside the package, in keras_quaternion/export/csrc with tflite/'s layout
+#: (keras_quaternion.export.c_sources() finds them): the compact quaternion operator, the C
+#: front end and the keyword-spotting app, so that an installed keras-quaternion can build,
+#: verify and hand them to firmware builds (kq-export --micro --app)
+C_SOURCE_FOLDERS = ("quaternion", "frontend", "examples/kws_app")
+C_SOURCE_SUFFIXES = (".c", ".cc", ".h", ".py", ".md")
+
+
+def c_source_files(root: Path = HERE / "tflite"):
+    """``(source, path relative to tflite/)`` of every shipped C source file, Makefile, script."""
+    for folder in C_SOURCE_FOLDERS:
+        for source in sorted((root / folder).rglob("*")):
+            relative = source.relative_to(root)
+            if "build" in relative.parts or "__pycache__" in relative.parts:
+                continue
+            if source.is_file() and (
+                source.suffix in C_SOURCE_SUFFIXES or source.name == "Makefile"
+            ):
+                yield source, relative
 
 
 class BuildWithCSources(build_py):
-    """build_py that also copies tflite/quaternion into keras_quaternion/export/csrc."""
+    """build_py that also copies the C sources of tflite/ into keras_quaternion/export/csrc."""
 
     def run(self):
         super().run()
         target = Path(self.build_lib) / "keras_quaternion" / "export" / "csrc"
-        for source in sorted(QUATERNION_SOURCES.rglob("*")):
-            if source.suffix in (".c", ".cc", ".h"):
-                dest = target / source.relative_to(QUATERNION_SOURCES)
-                self.mkpath(str(dest.parent))
-                self.copy_file(str(source), str(dest))
+        for source, relative in c_source_files():
+            dest = target / relative
+            self.mkpath(str(dest.parent))
+            self.copy_file(str(source), str(dest))
 
 
 setup(
@@ -84,6 +99,7 @@ setup(
             "kq-prune=keras_quaternion.cli:prune_main",
             "kq-distill=keras_quaternion.cli:distill_main",
             "kq-export=keras_quaternion.cli:export_main",
+            "kq-predict=keras_quaternion.cli:predict_main",
             "kq-data=keras_quaternion.cli:data_main",
         ]
     },

@@ -190,7 +190,9 @@ def atomic_write(
     return Path(path)
 
 
-def atomic_save_model(model, path: str | os.PathLike, *, strip_optimizer: bool = True) -> Path:
+def atomic_save_model(
+    model, path: str | os.PathLike, *, strip_optimizer: bool = True, info=None
+) -> Path:
     """Save a Keras model to a ``.keras`` file atomically, creating the folder if needed.
 
     Args:
@@ -199,6 +201,8 @@ def atomic_save_model(model, path: str | os.PathLike, *, strip_optimizer: bool =
         strip_optimizer: save a copy rebuilt from the model's config, without the optimizer's
             slots (a deployable file a third of the size for Adam). A model that cannot be
             rebuilt from its config is saved as it is.
+        info: a :class:`keras_quaternion.model_info.ModelInfo` stored in the archive (the
+            features, clip length and class names the model was trained with), or ``None``.
 
     Returns:
         ``path`` as a :class:`pathlib.Path`.
@@ -227,6 +231,10 @@ def atomic_save_model(model, path: str | os.PathLike, *, strip_optimizer: bool =
             pass
     with atomic_path(path, make_parents=True) as tmp:
         model.save(tmp)
+        if info is not None:
+            from keras_quaternion.model_info import add_info_to_archive
+
+            add_info_to_archive(tmp, info)
     return path
 
 

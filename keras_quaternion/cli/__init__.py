@@ -1,10 +1,11 @@
 """The command line: ``kq`` (group), ``kq-train``, ``kq-eval``, ``kq-prune``, ``kq-distill``,
-``kq-export`` and ``kq-data``.
+``kq-export``, ``kq-predict`` and ``kq-data``.
 
 One module per command group, each only parsing the command line and calling the library:
 
 * :mod:`.train`: ``kq-train``; :mod:`.evaluate`: ``kq-eval``; :mod:`.prune`: ``kq-prune``;
-  :mod:`.distill`: ``kq-distill``; :mod:`.export`: ``kq-export``; :mod:`.data`: ``kq-data``;
+  :mod:`.distill`: ``kq-distill``; :mod:`.export`: ``kq-export``; :mod:`.predict`:
+  ``kq-predict``; :mod:`.data`: ``kq-data``;
 * :mod:`.options`: the options several commands share, and :func:`.options.dataset_options`,
   which bundles the dataset options into one
   :class:`~keras_quaternion.training.dataset_options.DatasetOptions`;
@@ -32,6 +33,7 @@ __all__ = [
     "eval_main",
     "export_main",
     "main",
+    "predict_main",
     "prune_main",
     "train_main",
 ]
@@ -43,6 +45,7 @@ COMMANDS = {
     "prune": ("keras_quaternion.cli.prune", "prune_command"),
     "distill": ("keras_quaternion.cli.distill", "distill_command"),
     "export": ("keras_quaternion.cli.export", "export_command"),
+    "predict": ("keras_quaternion.cli.predict", "predict_command"),
 }
 
 _HELP = {
@@ -51,6 +54,7 @@ _HELP = {
     "prune": "Structured filter pruning of a trained model, then optional fine-tuning.",
     "distill": "Train a student from scratch with knowledge distillation.",
     "export": "Export a model to int8/float TFLite, verified on TFLite Micro.",
+    "predict": "Run a .keras or .tflite model on audio files: top classes per file.",
 }
 
 
@@ -102,6 +106,7 @@ eval_main = _standalone("eval")
 prune_main = _standalone("prune")
 distill_main = _standalone("distill")
 export_main = _standalone("export")
+predict_main = _standalone("predict")
 
 
 def data_main():

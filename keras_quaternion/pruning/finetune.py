@@ -55,6 +55,7 @@ def prune_and_finetune(
     model_name=None,
     resume=True,
     verbose=1,
+    info=None,
 ):
     """Prune a trained model, save it with its report, and optionally fine-tune it (with KD).
 
@@ -86,6 +87,9 @@ def prune_and_finetune(
         model_name: name recorded in ``metrics.json`` (default ``<model>-<method>-p<ratio>``).
         resume: resume an interrupted fine-tuning in ``out_dir``.
         verbose: 0 silent, 1 or 2 progress (passed to the training loop).
+        info: the :class:`~keras_quaternion.model_info.ModelInfo` saved in the pruned model
+            (default: the one of ``prepared``, else the one stored in the ``model`` file, else
+            none).
 
     Returns:
         dict with ``"report"`` (the PruningReport), ``"model"`` (the final ``keras.Model``;
@@ -113,6 +117,7 @@ def prune_and_finetune(
     """
     from keras_quaternion.training.loop import load_model
 
+    info = _model_info(model, prepared, info)
     if isinstance(model, str | os.PathLike):
         model = load_model(model)
     _check_arguments(method, finetune_epochs, kd, prepared)
@@ -120,7 +125,7 @@ def prune_and_finetune(
         model, method, ratio, out_dir, prepared, skip, layers, residual, seed
     )
     if not finetune_epochs:
-        path = atomic_save_model(pruned, out_dir / MODEL_FILE)
+        path = atomic_save_model(pruned, out_dir / MODEL_FILE, info=info)
         return {"report": report, "model_path": path, "model": pruned}
     settings = dict(
         prepared=prepared,
@@ -138,6 +143,17 @@ def prune_and_finetune(
     )
     info = _pruning_info(method, ratio, report, residual, skip, seed, kd)
     return {"report": report, **_finetune(model, pruned, out_dir, info, settings)}
+
+
+def _model_info(model, prepared, info):
+    """The pruned model's stored info: ``info``, else ``prepared``'s, else the model file's."""
+    from keras_quaternion.model_info import ModelInfo, model_info
+
+    if info is not None:
+        return info
+    if prepared is not None:
+        return ModelInfo.from_prepared(prepared)
+    return model_info(model) if isinstance(model, str | os.PathLike) else None
 
 
 def _check_arguments(method, finetune_epochs, kd, prepared) -> None:
@@ -219,10 +235,11 @@ def _finetune(model, pruned, out_dir, pruning_info, settings) -> dict:
         ``model`` (the fine-tuned model; ``None`` on a non-chief worker), ``model_path``,
         ``metrics``, ``before_finetune`` and ``unpruned``.
     """
+    from keras_quaternion.model_info import ModelInfo
     from keras_quaternion.training.loop import evaluate, load_model, train
 
     prepared = settings.pop("prepared")
-    atomic_save_model(pruned, out_dir / PRUNED_FILE)
+    atomic_save_model(pruned, out_dir / PRUNED_FILE, info=ModelInfo.from_prepared(prepared))
     has_test = bool(prepared.sizes()["test"])
     unpruned = _scores(evaluate(model, prepared, "test") if has_test else {})
     before = _scores(evaluate(pruned, prepared, "test") if has_test else {})

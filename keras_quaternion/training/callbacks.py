@@ -195,12 +195,13 @@ class KeepBest(keras.callbacks.Callback):
         variables: the model variables to copy (``checkpoint.variable_list``).
         has_validation: whether the data has a validation split.
         path: where to save the best model, or ``None`` (non-chief workers).
+        info: the :class:`~keras_quaternion.model_info.ModelInfo` saved with the model.
     """
 
-    def __init__(self, state, net, variables, *, has_validation, path=None):
+    def __init__(self, state, net, variables, *, has_validation, path=None, info=None):
         super().__init__()
         self.state, self.net, self.variables = state, net, variables
-        self.has_validation, self.path = has_validation, path
+        self.has_validation, self.path, self.info = has_validation, path, info
 
     def on_epoch_end(self, epoch, logs=None):
         state = self.state
@@ -212,7 +213,7 @@ class KeepBest(keras.callbacks.Callback):
         state.best_score, state.best_epoch = current, epoch + 1
         state.best_values = [np.array(keras.ops.convert_to_numpy(v)) for v in self.variables]
         if self.path is not None:
-            atomic_save_model(self.net, self.path)
+            atomic_save_model(self.net, self.path, info=self.info)
 
 
 class PlateauSchedule(keras.callbacks.Callback):

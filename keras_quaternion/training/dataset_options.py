@@ -185,28 +185,47 @@ def prepare_dataset(
 
 
 def run_info(model_path: Path) -> dict:
-    """The ``metrics.json`` written next to ``model_path`` by kq-train, or ``{}`` if none.
+    """What a saved model records about its training: ``metrics.json`` and the model's own info.
 
-    Commands that read a trained model use it to default the dataset, features and options to
-    those the model was trained with.
+    The ``metrics.json`` written next to ``model_path`` by kq-train, overlaid with the
+    features, clip length, class names and dataset stored in the model itself (a ``.keras``
+    file's :class:`~keras_quaternion.model_info.ModelInfo`, or the ``model_info`` of the
+    ``export_report.json`` beside a ``.tflite`` from kq-export), so that a model file that
+    travels alone still defaults the dataset and features of the commands that read it.
 
     Args:
         model_path: path of the trained ``.keras`` model (a ``Path``).
 
     Returns:
-        The parsed JSON, or ``{}`` when the file is missing or unreadable.
+        The merged dict, or ``{}`` when nothing is found or readable.
 
     Example:
         >>> run_info(Path("no-such-run/model.keras"))
         {}
     """
+    run = {}
     info_path = model_path.parent / "metrics.json"
     if info_path.is_file():
         try:
-            return json.loads(info_path.read_text(encoding="utf-8"))
+            run = json.loads(info_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return {}
-    return {}
+            run = {}
+    stored = _stored_info(model_path)
+    return {**run, **{k: v for k, v in stored.items() if v is not None}}
+
+
+def _stored_info(model_path: Path) -> dict:
+    """The model's own info as a dict (``{}``: none, or unreadable)."""
+    from keras_quaternion.model_info import read_model_info, tflite_model_info
+
+    try:
+        if model_path.suffix.lower() == ".tflite":
+            info = tflite_model_info(model_path)
+        else:
+            info = read_model_info(model_path) if model_path.is_file() else None
+    except ValueError:
+        return {}
+    return {} if info is None else info.to_dict()
 
 
 def _input_mels(model):
@@ -346,15 +365,15 @@ class DatasetOptions:
             >>> DatasetOptions().prepare_for_saved_model(Path("nowhere/model.keras"), lambda: None)
             Traceback (most recent call last):
             ...
-            click.exceptions.UsageError: --dataset is required: there is no metrics.json next to 'nowhere/model.keras' to read it from.
+            click.exceptions.UsageError: --dataset is required: 'nowhere/model.keras' records no dataset and there is no metrics.json next to it to read it from.
         """  # noqa: E501
         run = run_info(model_path)
         chosen = self.replace(dataset=self.dataset or run.get("dataset"))
         if not chosen.dataset:
             raise click.UsageError(
                 missing_dataset
-                or f"--dataset is required: there is no metrics.json next to '{model_path}' to "
-                "read it from."
+                or f"--dataset is required: '{model_path}' records no dataset and there is no "
+                "metrics.json next to it to read it from."
             )
         check_dataset_name(chosen.dataset)
         same_data = run.get("dataset") == chosen.dataset

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_quaternion.files import atomic_save_model, atomic_write
+from keras_quaternion.model_info import ModelInfo
 from keras_quaternion.training import metrics as kq_metrics
 from keras_quaternion.training.callbacks import (
     BatchRelay,
@@ -756,6 +757,7 @@ def _callbacks(run: _Run, state: RunState, extra: list, on_epoch_end):
             run.model_vars,
             has_validation=run.has_validation,
             path=out / "model.keras" if run.chief else None,
+            info=ModelInfo.from_prepared(run.prepared),
         ),
         *extra,
     ]
@@ -930,7 +932,7 @@ def _write_outputs(run: _Run, state: RunState, extra_info) -> dict:
         return result
     out = run.out_dir
     if state.best_values is not None and not (out / "model.keras").is_file():
-        atomic_save_model(run.net, out / "model.keras")
+        atomic_save_model(run.net, out / "model.keras", info=ModelInfo.from_prepared(run.prepared))
     atomic_write(out / "metrics.json", json.dumps(result, indent=1, default=json_float) + "\n")
     _plot(run, state, test, cm)
     ckpt = run.checkpointer
