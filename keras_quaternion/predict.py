@@ -264,7 +264,9 @@ def _windows(wave: np.ndarray, clip: int, hop: int) -> tuple[np.ndarray, list[in
 
 def _top(scores: np.ndarray, names, k: int) -> list[dict]:
     order = np.argsort(-scores, kind="stable")[:k]
-    return [{"label": names[i], "index": int(i), "score": round(float(scores[i]), 6)} for i in order]
+    return [
+        {"label": names[i], "index": int(i), "score": round(float(scores[i]), 6)} for i in order
+    ]
 
 
 def predict_file(

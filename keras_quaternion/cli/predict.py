@@ -24,7 +24,9 @@ __all__ = ["predict_command"]
 
 @click.command(name="predict", context_settings=CONTEXT)
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("audio", metavar="AUDIO...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument(
+    "audio", metavar="AUDIO...", nargs=-1, required=True, type=click.Path(path_type=Path)
+)
 @click.option(
     "--top-k", type=click.IntRange(1, 1000), default=3, show_default=True, help="Classes listed."
 )

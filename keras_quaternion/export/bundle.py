@@ -85,9 +85,10 @@ def c_sources() -> Path:
     here = Path(__file__).resolve().parent
     candidates = (here / "csrc", here.parents[1] / "tflite")
     for folder in candidates:
-        if all((folder / part).is_dir() for part in PARTS) and (
-            folder / "frontend" / "gen_config.py"
-        ).is_file():
+        if (
+            all((folder / part).is_dir() for part in PARTS)
+            and (folder / "frontend" / "gen_config.py").is_file()
+        ):
             return folder
     raise FileNotFoundError(
         f"The C sources (frontend/, examples/kws_app/, quaternion/) are neither in "
@@ -358,7 +359,9 @@ def write_app(app_dir, export_dir, report: dict, info, name: str = "model") -> d
     if not micro.get("files") or FRONTEND_CONFIG not in micro["files"]:
         raise ValueError("--app needs the micro files and the front-end configuration (--micro).")
     if export["format"] != "int8":
-        raise ValueError("--app builds int8 models only (the app quantizes its input): drop --float.")
+        raise ValueError(
+            "--app builds int8 models only (the app quantizes its input): drop --float."
+        )
     sources = c_sources()
     replaces = set(os.listdir(app_dir)) if previous else set()
     with staged_folder(app_dir, replaces=replaces) as stage:
