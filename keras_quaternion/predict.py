@@ -67,7 +67,9 @@ class Predictor:
         channels: input channels (4: quaternion features; 1: log-mel only).
         logits: the model ends in logits (softmax / sigmoid applied here).
         model: the ``keras.Model`` (``kind == "keras"``), or the flatbuffer bytes.
-        runtime: for a ``.tflite``: ``"litert"`` or ``"tflm"`` (TFLite Micro, as on a device).
+        runtime: for a ``.tflite``: ``"litert"``, ``"tflm"`` (TFLite Micro's Python
+            interpreter) or ``"tflm-source"`` (a compact export's custom operators: TFLite Micro
+            built from the ``KQ_TFLM_ROOT`` checkout, as on the device).
     """
 
     path: Path
@@ -83,6 +85,8 @@ class Predictor:
         x = np.asarray(features, np.float32)[..., : self.channels]
         if self.kind == "keras":
             raw = np.asarray(self.model.predict(x, verbose=0, batch_size=32), np.float64)
+        elif self.runtime == "tflm-source":
+            raw = _run_on_tflm_checkout(self.model, x)
         else:
             from keras_quaternion.export.verify import predict_tflite
 
@@ -180,12 +184,17 @@ def _tflite_predictor(path: Path, fields: dict, runtime: str) -> Predictor:
     data = path.read_bytes()
     spec = inspect_tflite(data)
     custom = [k for k in spec.op_kinds if k.startswith("CUSTOM:")]
-    if custom and runtime == "litert":
-        raise ValueError(
-            f"'{path}' holds custom operators ({', '.join(custom)}: a 'compact' export) that "
-            "LiteRT cannot run; predict with the .keras model, or with an 'expanded' or 'fast' "
-            "export of it."
-        )
+    if custom:
+        from keras_quaternion.export.tflm_runner import tflm_runner
+
+        if tflm_runner() is None:
+            raise ValueError(
+                f"'{path}' holds custom operators ({', '.join(custom)}: a 'compact' export) that "
+                "neither LiteRT nor TFLite Micro's Python package can run: set KQ_TFLM_ROOT to a "
+                "built TFLite Micro checkout (docs/deploy.md), or predict with the .keras model "
+                "or an 'expanded' or 'fast' export of it."
+            )
+        runtime = "tflm-source"
     classes = int(np.prod(spec.output.shape[1:]))
     mels = int(spec.input.shape[2]) if len(spec.input.shape) == 4 else None
     info = _resolve_info(path, stored, fields, mels, classes)
@@ -334,3 +343,15 @@ def predict_files(predictor: Predictor, paths, **options):
             yield path, predict_file(predictor, path, **options), None
         except (AudioDecodeError, ValueError) as err:
             yield path, None, err
+
+
+def _run_on_tflm_checkout(flatbuffer: bytes, x: np.ndarray) -> np.ndarray:
+    """Dequantized outputs of a compact flatbuffer on TFLite Micro built from ``KQ_TFLM_ROOT``."""
+    from keras_quaternion.export.tflm_runner import tflm_runner
+    from keras_quaternion.export.verify import dequantize, io_spec, prepare_inputs
+
+    spec = io_spec(flatbuffer)
+    raw = tflm_runner().run(flatbuffer, prepare_inputs(spec, x))
+    if spec.output_scale is None:
+        return np.asarray(raw, np.float64)
+    return np.asarray(dequantize(raw, spec.output_scale, spec.output_zero_point), np.float64)
