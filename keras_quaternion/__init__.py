@@ -33,6 +33,8 @@ if _COMMAND:
                 "QuaternionInitializer",
             ),
             "keras_quaternion.pruning": ("prune",),
+            "keras_quaternion.model_info": ("ModelInfo", "describe_model", "load_with_info"),
+            "keras_quaternion.training.model_io": ("load_model",),
         },
     )
 else:
@@ -48,11 +50,14 @@ else:
         QuaternionDeltas,
         QuaternionInitializer,
     )
+    from keras_quaternion.model_info import ModelInfo, describe_model, load_with_info
     from keras_quaternion.pruning import prune
+    from keras_quaternion.training.model_io import load_model
 
 __all__ = [
     "Distiller",
     "FeatureConfig",
+    "ModelInfo",
     "QBatchNormalization",
     "QConv1D",
     "QConv2D",
@@ -61,6 +66,9 @@ __all__ = [
     "QuaternionInitializer",
     "count_macs",
     "count_params",
+    "describe_model",
+    "load_model",
+    "load_with_info",
     "models",
     "prune",
     "quaternion_features",

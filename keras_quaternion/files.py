@@ -201,8 +201,8 @@ def atomic_save_model(
         strip_optimizer: save a copy rebuilt from the model's config, without the optimizer's
             slots (a deployable file a third of the size for Adam). A model that cannot be
             rebuilt from its config is saved as it is.
-        info: a :class:`keras_quaternion.model_info.ModelInfo` stored in the archive (the
-            features, clip length and class names the model was trained with), or ``None``.
+        info: a :class:`~keras_quaternion.model_info.ModelInfo` to store inside the archive
+            (features, clip length, class names), or ``None``.
 
     Returns:
         ``path`` as a :class:`pathlib.Path`.
@@ -232,9 +232,9 @@ def atomic_save_model(
     with atomic_path(path, make_parents=True) as tmp:
         model.save(tmp)
         if info is not None:
-            from keras_quaternion.model_info import add_info_to_archive
+            from keras_quaternion.model_info import write_info
 
-            add_info_to_archive(tmp, info)
+            write_info(tmp, info)
     return path
 
 

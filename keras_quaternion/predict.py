@@ -1,357 +1,273 @@
-"""Run a trained model on one's own recordings: what ``kq-predict`` does.
+"""Run a trained model on one's own recordings: decode, compute the model's features, score.
 
-:func:`load_predictor` opens a ``.keras`` model (its features and class names come from the
-model itself, :mod:`keras_quaternion.model_info`, else from the ``metrics.json`` beside it) or
-a ``.tflite`` from ``kq-export`` (from the ``export_report.json`` beside it).
-:func:`predict_file` decodes a file (any format :func:`keras_quaternion.audio.load_audio`
-reads), resamples it to the model's rate, cuts it into clips of the training length, computes
-the model's features and scores each clip:
+:class:`Predictor` wraps a ``.keras`` model or an exported ``.tflite`` file with the
+:class:`~keras_quaternion.model_info.ModelInfo` it was trained with (sample rate, features, clip
+length, class names). Each recording is decoded at the model's rate and cut into windows of the
+training clip length (every ``hop_seconds``, by default one clip length: windows do not
+overlap); each window is padded or cropped exactly as training clips were, featurised and
+scored. A recording shorter than a clip is one window. The file's scores are the mean of its
+windows' scores, and the windows are kept for a per-window view.
 
-* a recording no longer than a clip is zero-padded at the end, as in training: one window;
-* a longer one is scored per window of the clip length, every ``hop_seconds`` (default: half a
-  clip), the last one zero-padded; the summary is the mean of the windows' scores.
-
-Scores are probabilities: the model's softmax (or sigmoid, multi-label) outputs, or those
-functions applied to a model that ends in logits.
-
-Example:
-    >>> import keras, numpy as np, soundfile as sf
-    >>> from keras_quaternion.features import FeatureConfig
-    >>> from keras_quaternion.files import atomic_save_model
-    >>> from keras_quaternion.model_info import ModelInfo
-    >>> config = FeatureConfig(sample_rate=8000, n_fft=256, hop_length=80, n_mels=16, fmax=4000.0)
-    >>> info = ModelInfo(config, clip_seconds=0.5, class_names=("low", "high"))
-    >>> x = keras.Input((51, 16, 4))
-    >>> h = keras.layers.GlobalAveragePooling2D()(x)
-    >>> net = keras.Model(x, keras.layers.Dense(2, activation="softmax")(h))
-    >>> _ = atomic_save_model(net, "tiny.keras", info=info)
-    >>> sf.write("tone.wav", 0.1 * np.sin(np.arange(12000) * 0.3), 8000)   # 1.5 s
-    >>> result = predict_file(load_predictor("tiny.keras"), "tone.wav", top_k=2)
-    >>> result["label"] in ("low", "high"), len(result["top"]), len(result["windows"])
-    (True, 2, 5)
+``.tflite`` files run on LiteRT; one using the ``compact`` export's custom quaternion operators
+runs on the TFLite Micro build that ``KQ_TFLM_ROOT`` points at (LiteRT has no such operators).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from keras_quaternion.model_info import EXPORT_REPORT, ModelInfo
+from keras_quaternion.model_info import ModelInfo, ModelInfoError, describe_model
 
-__all__ = [
-    "Predictor",
-    "load_predictor",
-    "predict_file",
-    "predict_files",
-    "window_starts",
-]
+__all__ = ["FilePrediction", "Predictor"]
 
-#: model suffixes :func:`load_predictor` opens
-MODEL_SUFFIXES = (".keras", ".tflite")
+#: a final partial window shorter than this fraction of a clip is dropped (unless it is the only one)
+MIN_LAST_WINDOW = 0.25
 
 
-@dataclasses.dataclass(frozen=True)
-class Predictor:
-    """A model ready to score audio: the model, its :class:`ModelInfo` and how to run it.
+@dataclasses.dataclass
+class FilePrediction:
+    """The scores of one recording.
 
     Attributes:
-        path: the model file.
-        kind: ``"keras"`` or ``"tflite"``.
-        info: features, clip length and class names.
-        channels: input channels (4: quaternion features; 1: log-mel only).
-        logits: the model ends in logits (softmax / sigmoid applied here).
-        model: the ``keras.Model`` (``kind == "keras"``), or the flatbuffer bytes.
-        runtime: for a ``.tflite``: ``"litert"``, ``"tflm"`` (TFLite Micro's Python
-            interpreter) or ``"tflm-source"`` (a compact export's custom operators: TFLite Micro
-            built from the ``KQ_TFLM_ROOT`` checkout, as on the device).
+        file: the path as given.
+        label: the top class (``None`` when the file failed).
+        top: ``[(class name, score), ...]``, best first.
+        windows: per window: ``{"start": s, "end": s, "label": name, "score": p}`` (seconds).
+        seconds: the recording's duration.
+        error: why the file could not be scored, else ``None``.
     """
 
-    path: Path
-    kind: str
-    info: ModelInfo
-    channels: int
-    logits: bool
-    model: Any
-    runtime: str = "litert"
+    file: str
+    label: str | None = None
+    top: list = dataclasses.field(default_factory=list)
+    windows: list = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
 
-    def scores(self, features: np.ndarray) -> np.ndarray:
-        """Probabilities ``[N, classes]`` for features ``[N, frames, mels, 4]``."""
-        x = np.asarray(features, np.float32)[..., : self.channels]
-        if self.kind == "keras":
-            raw = np.asarray(self.model.predict(x, verbose=0, batch_size=32), np.float64)
-        elif self.runtime == "tflm-source":
-            raw = _run_on_tflm_checkout(self.model, x)
-        else:
-            from keras_quaternion.export.verify import predict_tflite
-
-            raw = np.asarray(predict_tflite(self.model, x, runtime=self.runtime), np.float64)
-        raw = raw.reshape(len(x), -1)
-        if not self.logits:
-            return raw
-        if self.info.multi_label:
-            return 1.0 / (1.0 + np.exp(-raw))
-        shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+    def to_json(self) -> dict:
+        """One JSON object: ``file``, ``label``, ``scores`` (top classes), ``windows``, ``error``."""
+        data = {
+            "file": self.file,
+            "label": self.label,
+            "scores": {name: round(float(p), 6) for name, p in self.top},
+            "seconds": round(float(self.seconds), 3),
+            "windows": self.windows,
+        }
+        if self.error is not None:
+            data["error"] = self.error
+        return data
 
 
-def _check_classes(path, info: ModelInfo, classes: int) -> None:
-    if classes != info.num_classes:
-        raise ValueError(
-            f"'{path}' has {classes} outputs but its recorded class names are "
-            f"{info.num_classes} ({', '.join(info.class_names[:5])}...); pass matching --labels."
-        )
-
-
-#: what :func:`load_predictor`'s ``fields`` may set
-FIELDS = ("dataset", "sample_rate", "clip_seconds", "n_mels", "class_names")
-
-
-def _resolve_info(path, stored: ModelInfo | None, fields: dict, mels, classes) -> ModelInfo:
-    """``stored`` with ``fields`` applied, or an info built from ``fields`` alone.
-
-    Without stored info, the rate and clip length come from ``fields`` (or the dataset's
-    defaults), the mel bands from the model's input, the class names from ``fields`` (or
-    ``"0"``, ``"1"``, ...).
-    """
-    from keras_quaternion.model_info import ModelInfoMissingError
-    from keras_quaternion.training.pipeline import dataset_defaults, feature_config_for
-
-    fields = {k: v for k, v in fields.items() if v is not None}
-    unknown = sorted(set(fields) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"Unknown model info fields {unknown}; known: {', '.join(FIELDS)}.")
-    if stored is None and not fields:
-        raise ModelInfoMissingError(_missing_message(path))
-    rate, seconds = dataset_defaults(fields.get("dataset", ""))
-    if stored is not None:
-        rate, seconds = stored.sample_rate, stored.clip_seconds
-        mels = stored.feature_config.n_mels
-    rate = fields.get("sample_rate", rate)
-    seconds = fields.get("clip_seconds", seconds)
-    if seconds is None:
-        raise ModelInfoMissingError(_missing_message(path))
-    config = stored.feature_config if stored is not None else None
-    if config is None or "sample_rate" in fields or "n_mels" in fields:
-        config = feature_config_for(int(rate), int(fields.get("n_mels", mels or 64)))
-    names = fields.get("class_names") or (
-        stored.class_names if stored is not None else [str(i) for i in range(classes)]
-    )
-    return ModelInfo(
-        config,
-        seconds,
-        tuple(names),
-        multi_label=stored.multi_label if stored is not None else False,
-        dataset=fields.get("dataset", stored.dataset if stored is not None else None),
-    )
-
-
-def _missing_message(path) -> str:
-    suffix = Path(path).suffix.lower()
-    beside = "export_report.json" if suffix == ".tflite" else "metrics.json"
-    return (
-        f"'{path}' carries no feature settings and there is no {beside} beside it to read them "
-        "from: give --dataset NAME (its sample rate and clip length), or --sample-rate and "
-        "--clip-seconds (and --n-mels, --labels)."
-    )
-
-
-def _keras_predictor(path: Path, fields: dict) -> Predictor:
-    from keras_quaternion.model_info import model_info
-    from keras_quaternion.training.model_io import load_model, model_channels, outputs_are_logits
-
-    stored = model_info(path)
-    if stored is None and not fields:
-        _resolve_info(path, None, {}, None, 0)  # the clear error, before a slow load
-    model = load_model(path)
-    shape, classes = model.input_shape, int(model.output_shape[-1])
-    mels = shape[2] if isinstance(shape, tuple) and len(shape) == 4 else None
-    info = _resolve_info(path, stored, fields, mels, classes)
-    _check_classes(path, info, classes)
-    return Predictor(path, "keras", info, model_channels(model), outputs_are_logits(model), model)
-
-
-def _tflite_predictor(path: Path, fields: dict, runtime: str) -> Predictor:
-    from keras_quaternion.export.tflite import inspect_tflite
-    from keras_quaternion.model_info import tflite_model_info
-
-    stored = tflite_model_info(path)
-    data = path.read_bytes()
-    spec = inspect_tflite(data)
-    custom = [k for k in spec.op_kinds if k.startswith("CUSTOM:")]
-    if custom:
-        from keras_quaternion.export.tflm_runner import tflm_runner
-
-        if tflm_runner() is None:
-            raise ValueError(
-                f"'{path}' holds custom operators ({', '.join(custom)}: a 'compact' export) that "
-                "neither LiteRT nor TFLite Micro's Python package can run: set KQ_TFLM_ROOT to a "
-                "built TFLite Micro checkout (docs/deploy.md), or predict with the .keras model "
-                "or an 'expanded' or 'fast' export of it."
-            )
-        runtime = "tflm-source"
-    classes = int(np.prod(spec.output.shape[1:]))
-    mels = int(spec.input.shape[2]) if len(spec.input.shape) == 4 else None
-    info = _resolve_info(path, stored, fields, mels, classes)
-    _check_classes(path, info, classes)
-    return Predictor(path, "tflite", info, int(spec.input.shape[-1]), _report_logits(path), data,
-                     runtime)  # fmt: skip
-
-
-def _report_logits(path: Path) -> bool:
-    """Whether the export report beside ``path`` says the model ends in logits."""
-    try:
-        report = json.loads((path.parent / EXPORT_REPORT).read_text(encoding="utf-8"))
-        return report["model_info"].get("outputs") == "logits"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
-
-
-def load_predictor(
-    path: str | os.PathLike, *, fields: dict | None = None, runtime: str = "litert"
-) -> Predictor:
-    """Open a ``.keras`` or ``.tflite`` model for :func:`predict_file`.
-
-    Args:
-        path: the model file.
-        fields: settings that replace the stored ones, or stand in for them when the model has
-            none: ``dataset`` (its default rate and clip length), ``sample_rate``,
-            ``clip_seconds``, ``n_mels``, ``class_names`` (:data:`FIELDS`; ``None`` values are
-            ignored). The stored ones: a ``.keras`` archive's info or the ``metrics.json``
-            beside it; for a ``.tflite``, the ``export_report.json`` beside it.
-        runtime: for a ``.tflite``: ``"litert"`` (LiteRT) or ``"tflm"`` (TFLite Micro).
-
-    Returns:
-        A :class:`Predictor`.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: another suffix, an unknown ``runtime`` or field, a model whose outputs do
-            not match its class names, or a compact ``.tflite`` on LiteRT.
-        keras_quaternion.model_info.ModelInfoMissingError: no settings stored and none given.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Model file '{path}' does not exist.")
-    suffix = path.suffix.lower()
-    if suffix not in MODEL_SUFFIXES:
-        raise ValueError(f"'{path}' is neither a .keras nor a .tflite model (got {suffix!r}).")
-    if runtime not in ("litert", "tflm"):
-        raise ValueError(f"runtime must be 'litert' or 'tflm', got {runtime!r}.")
-    if suffix == ".keras":
-        return _keras_predictor(path, dict(fields or {}))
-    return _tflite_predictor(path, dict(fields or {}), runtime)
-
-
-def window_starts(num_samples: int, clip: int, hop: int) -> list[int]:
-    """Start samples of the windows scored for a recording of ``num_samples`` samples.
-
-    One window when the recording fits a clip; else every ``hop`` samples until a window
-    reaches the end (the last one zero-padded).
+def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
+    """Start samples of the windows of a recording (see the module documentation).
 
     Example:
-        >>> window_starts(3000, 4000, 2000), window_starts(9000, 4000, 2000)
-        ([0], [0, 2000, 4000, 6000])
+        >>> window_starts(100, 40, 40), window_starts(30, 40, 40), window_starts(90, 40, 40)
+        ([0, 40], [0], [0, 40, 80])
     """
-    if num_samples <= clip:
-        return [0]
-    count = 1 + math.ceil((num_samples - clip) / hop)
-    return [i * hop for i in range(count)]
+    starts = list(range(0, max(n_samples - window, 0) + 1, hop))
+    tail = (starts[-1] + hop) if starts else 0
+    if tail < n_samples and n_samples - tail >= MIN_LAST_WINDOW * window:
+        starts.append(tail)
+    return starts or [0]
 
 
-def _windows(wave: np.ndarray, clip: int, hop: int) -> tuple[np.ndarray, list[int]]:
-    from keras_quaternion.audio import fit_length
-
-    starts = window_starts(len(wave), clip, hop)
-    return np.stack([fit_length(wave[s : s + clip], clip) for s in starts]), starts
-
-
-def _top(scores: np.ndarray, names, k: int) -> list[dict]:
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [
-        {"label": names[i], "index": int(i), "score": round(float(scores[i]), 6)} for i in order
-    ]
-
-
-def predict_file(
-    predictor: Predictor,
-    path: str | os.PathLike,
-    *,
-    top_k: int = 3,
-    hop_seconds: float | None = None,
-) -> dict:
-    """Score one audio file.
+class Predictor:
+    """A model with the features it needs; :meth:`predict_file` scores a recording.
 
     Args:
-        predictor: from :func:`load_predictor`.
-        path: the audio file.
-        top_k: how many classes to list (at most the number of classes).
-        hop_seconds: step between windows of a long recording (default: half a clip).
+        scorer: a function ``features [N, frames, mels, C] -> probabilities [N, classes]``.
+        info: the model's :class:`~keras_quaternion.model_info.ModelInfo`.
+        channels: the model's input channels (4: quaternion features; 1: log-mel).
+        top_k: how many classes :class:`FilePrediction` lists.
+        hop_seconds: window hop (default: the clip length).
+    """
 
-    Returns:
-        ``{"file", "label", "score", "top": [{"label", "index", "score"}, ...], "seconds",
-        "windows"}``: the top class of the summary, its score, the ``top_k`` best classes, the
-        recording's length, and per window ``{"start", "label", "score"}`` (seconds).
+    def __init__(self, scorer, info: ModelInfo, channels: int, *, top_k=3, hop_seconds=None):
+        if int(top_k) < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k!r}.")
+        if hop_seconds is not None and not float(hop_seconds) > 0:
+            raise ValueError(f"hop_seconds must be > 0, got {hop_seconds!r}.")
+        self.scorer, self.info, self.channels = scorer, info, int(channels)
+        self.top_k = int(top_k)
+        self.hop_seconds = float(hop_seconds or info.clip_seconds)
+        self._config = info.features()
+
+    @classmethod
+    def from_file(cls, path, info: ModelInfo | None = None, **kwargs) -> Predictor:
+        """A predictor for a ``.keras`` or ``.tflite`` file.
+
+        Args:
+            path: the model file.
+            info: overrides what the model records (:func:`describe_model`).
+            **kwargs: ``top_k``, ``hop_seconds``.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ModelInfoError: the model records no features and ``info`` is not given.
+            ValueError: not a ``.keras`` or ``.tflite`` file; a ``.tflite`` that cannot run here.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Model file '{path}' does not exist.")
+        info = info or describe_model(path)
+        if info is None:
+            raise ModelInfoError(
+                f"'{path}' does not record the features and classes it was trained with, and "
+                "there is no metrics.json (or export_report.json) next to it: pass --dataset "
+                "NAME (its default features) or --sample-rate/--n-mels/--clip-seconds, and "
+                "--labels."
+            )
+        if path.suffix == ".keras":
+            scorer, channels = _keras_scorer(path)
+        elif path.suffix == ".tflite":
+            scorer, channels = _tflite_scorer(path)
+        else:
+            raise ValueError(f"'{path}' is neither a .keras nor a .tflite model file.")
+        return cls(scorer, info, channels, **kwargs)
+
+    def windows(self, waveform: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """``([windows, samples] float32, start samples)`` of a waveform at the model's rate."""
+        from keras_quaternion.audio import fit_length
+
+        window = int(round(self.info.clip_seconds * self._config.sample_rate))
+        hop = max(1, int(round(self.hop_seconds * self._config.sample_rate)))
+        starts = window_starts(len(waveform), window, hop)
+        return np.stack([fit_length(waveform[s : s + window], window) for s in starts]), starts
+
+    def scores(self, waveform: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """Per-window probabilities ``[windows, classes]`` and the windows' start samples."""
+        from keras_quaternion.features import quaternion_features
+
+        clips, starts = self.windows(np.asarray(waveform, np.float32))
+        features = np.asarray(quaternion_features(clips, self._config))[..., : self.channels]
+        return np.asarray(self.scorer(features), np.float64), starts
+
+    def predict_file(self, path) -> FilePrediction:
+        """Score one recording; a file that cannot be decoded gives a prediction with ``error``."""
+        from keras_quaternion.audio import AudioDecodeError, load_audio
+
+        result = FilePrediction(file=str(path))
+        try:
+            waveform = load_audio(path, sample_rate=self._config.sample_rate)
+        except AudioDecodeError as err:
+            result.error = str(err)
+            return result
+        probs, starts = self.scores(waveform)
+        rate = self._config.sample_rate
+        names = self.info.class_names
+        mean = probs.mean(axis=0)
+        order = np.argsort(-mean, kind="stable")[: self.top_k]
+        result.top = [(names[i], float(mean[i])) for i in order]
+        result.label = names[int(order[0])]
+        result.seconds = len(waveform) / rate
+        clip = self.info.clip_seconds
+        for start, row in zip(starts, probs, strict=True):
+            best = int(np.argmax(row))
+            result.windows.append(
+                {
+                    "start": round(start / rate, 3),
+                    "end": round(min(start / rate + clip, result.seconds), 3),
+                    "label": names[best],
+                    "score": round(float(row[best]), 6),
+                }
+            )
+        return result
+
+
+def _keras_scorer(path):
+    """``(features -> probabilities, input channels)`` of a ``.keras`` model."""
+    import keras
+
+    from keras_quaternion.training.model_io import load_model, model_channels, outputs_are_logits
+
+    model = load_model(path)
+    channels = model_channels(model)
+    logits = outputs_are_logits(model)
+
+    def score(features):
+        out = np.asarray(model.predict_on_batch(features.astype(np.float32)))
+        if logits:
+            activation = (
+                keras.activations.softmax if out.shape[-1] > 1 else keras.activations.sigmoid
+            )
+            out = np.asarray(activation(out))
+        return out
+
+    return score, channels
+
+
+def _tflite_scorer(path):
+    """``(features -> probabilities, input channels)`` of a ``.tflite`` file."""
+    from keras_quaternion.export.tflite import inspect_tflite
+    from keras_quaternion.export.verify import dequantize, io_spec, predict_tflite, prepare_inputs
+
+    data = Path(path).read_bytes()
+    spec = io_spec(data)
+    channels = int(spec.input_shape[-1])
+    custom = sorted(k for k in inspect_tflite(data).op_kinds if k.startswith("CUSTOM:"))
+    if not custom:
+        return (lambda features: predict_tflite(data, features)), channels
+    from keras_quaternion.export.tflm_runner import tflm_runner
+
+    runner = tflm_runner()
+    if runner is None:
+        raise ValueError(
+            f"'{path}' uses the custom operators {', '.join(custom)} of the compact export, which "
+            "LiteRT cannot run: set KQ_TFLM_ROOT to a built TFLite Micro checkout (see "
+            "docs/deploy.md), or predict with the .keras model or an expanded/fast export."
+        )
+
+    def score(features):
+        raw = runner.run(data, prepare_inputs(spec, features))
+        if np.issubdtype(spec.output_dtype, np.integer):
+            return dequantize(raw, spec.output_scale, spec.output_zero_point)
+        return raw.astype(np.float32)
+
+    return score, channels
+
+
+def info_from_options(
+    dataset=None, sample_rate=None, n_mels=None, clip_seconds=None, labels=None, classes=None
+) -> ModelInfo:
+    """A :class:`ModelInfo` for a model that records none, from command-line style options.
+
+    ``dataset`` gives its default sample rate and clip length (and, for registered datasets
+    with fixed classes, nothing more: pass ``labels``); explicit values override them.
 
     Raises:
-        keras_quaternion.audio.AudioDecodeError: the file cannot be decoded.
-        ValueError: ``top_k`` < 1 or ``hop_seconds`` <= 0.
+        ModelInfoError: no sample rate or clip length can be worked out.
+
+    Example:
+        >>> info = info_from_options(sample_rate=8000, clip_seconds=1.0, labels=["a", "b"])
+        >>> info.sample_rate, info.class_names
+        (8000, ('a', 'b'))
     """
-    from keras_quaternion.audio import load_audio
-    from keras_quaternion.features import quaternion_features
+    from keras_quaternion.training.pipeline import dataset_defaults, feature_config_for
 
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}.")
-    info = predictor.info
-    if hop_seconds is not None and not hop_seconds > 0:
-        raise ValueError(f"hop_seconds must be > 0, got {hop_seconds!r}.")
-    hop = max(1, round((hop_seconds or info.clip_seconds / 2) * info.sample_rate))
-    wave = load_audio(path, sample_rate=info.sample_rate)
-    clips, starts = _windows(wave, info.clip_samples, hop)
-    scores = predictor.scores(quaternion_features(clips, info.feature_config).numpy())
-    summary = scores.mean(axis=0)
-    top = _top(summary, info.class_names, min(top_k, info.num_classes))
-    windows = [
-        {"start": round(s / info.sample_rate, 4), **_top(row, info.class_names, 1)[0]}
-        for s, row in zip(starts, scores)
-    ]
-    return {
-        "file": os.fspath(path),
-        "label": top[0]["label"],
-        "score": top[0]["score"],
-        "top": top,
-        "seconds": round(len(wave) / info.sample_rate, 4),
-        "windows": windows,
-    }
+    rate, clip = dataset_defaults(dataset) if dataset else (None, None)
+    rate, clip = sample_rate or rate, clip_seconds or clip
+    if not rate or not clip:
+        raise ModelInfoError(
+            "The model records no features: give --dataset NAME, or both --sample-rate and "
+            "--clip-seconds (and --n-mels if it is not 64)."
+        )
+    names = list(labels) if labels else [str(i) for i in range(int(classes or 0))]
+    config = feature_config_for(int(rate), int(n_mels or 64))
+    return ModelInfo(config.to_dict(), float(clip), names, dataset=dataset)
 
 
-def predict_files(predictor: Predictor, paths, **options):
-    """:func:`predict_file` for each path, in order: ``(path, result or None, error or None)``.
+def model_classes(path: str | os.PathLike) -> int:
+    """The number of outputs of a ``.keras`` or ``.tflite`` model (for default class names)."""
+    path = Path(path)
+    if path.suffix == ".tflite":
+        from keras_quaternion.export.verify import io_spec
 
-    A file that cannot be decoded yields its :class:`~keras_quaternion.audio.AudioDecodeError`
-    (or the ``ValueError`` of a file too short for the features) instead of stopping the others.
-    """
-    from keras_quaternion.audio import AudioDecodeError
+        return int(io_spec(path.read_bytes()).output_shape[-1])
+    from keras_quaternion.training.model_io import load_model
 
-    for path in paths:
-        try:
-            yield path, predict_file(predictor, path, **options), None
-        except (AudioDecodeError, ValueError) as err:
-            yield path, None, err
-
-
-def _run_on_tflm_checkout(flatbuffer: bytes, x: np.ndarray) -> np.ndarray:
-    """Dequantized outputs of a compact flatbuffer on TFLite Micro built from ``KQ_TFLM_ROOT``."""
-    from keras_quaternion.export.tflm_runner import tflm_runner
-    from keras_quaternion.export.verify import dequantize, io_spec, prepare_inputs
-
-    spec = io_spec(flatbuffer)
-    raw = tflm_runner().run(flatbuffer, prepare_inputs(spec, x))
-    if spec.output_scale is None:
-        return np.asarray(raw, np.float64)
-    return np.asarray(dequantize(raw, spec.output_scale, spec.output_zero_point), np.float64)
+    return int(load_model(path).output_shape[-1])

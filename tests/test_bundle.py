@@ -1,9 +1,5 @@
-"""Issue 13: a model that knows its features, kq-predict, and the deployment bundle.
+"""Issue 13, parts 3 and 5: the deployment bundle (tests/test_predict.py covers parts 1-2).
 
-* the :class:`~keras_quaternion.model_info.ModelInfo` inside ``.keras`` archives: written by
-  training, pruning and ``atomic_save_model``, read back, Keras still loading the file, and the
-  ``metrics.json`` fallback of older models;
-* :mod:`keras_quaternion.predict` and ``kq-predict`` on tones a tiny trained model tells apart;
 * ``kq-export --micro``'s ``model_labels.h`` and ``kq_frontend_config.h``, and the ``--app``
   folder for every export strategy: ``make host`` and the stand-in ``make stub`` build; with
   ``KQ_TFLM_ROOT``, ``make run`` on TFLite Micro prints the label kq-predict gives the
@@ -13,12 +9,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import zipfile
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,10 +19,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
 
 from keras_quaternion import QConv2D  # noqa: E402
-from keras_quaternion.cli.predict import predict_command  # noqa: E402
 from keras_quaternion.export.bundle import (  # noqa: E402
     APP_MARKER,
     check_app_dir,
@@ -40,16 +31,8 @@ from keras_quaternion.export.bundle import (  # noqa: E402
 )
 from keras_quaternion.features import FeatureConfig, quaternion_features  # noqa: E402
 from keras_quaternion.files import atomic_save_model  # noqa: E402
-from keras_quaternion.model_info import (  # noqa: E402
-    INFO_MEMBER,
-    ModelInfo,
-    ModelInfoMissingError,
-    load_model_with_info,
-    model_info,
-    read_model_info,
-    store_model_info,
-)
-from keras_quaternion.predict import load_predictor, predict_file  # noqa: E402
+from keras_quaternion.model_info import ModelInfo, describe_model, load_with_info  # noqa: E402
+from keras_quaternion.predict import Predictor  # noqa: E402
 from keras_quaternion.training import PreparedData  # noqa: E402
 
 CONFIG = FeatureConfig(sample_rate=8000, n_fft=256, hop_length=80, n_mels=16, fmax=4000.0)
@@ -110,112 +93,11 @@ def wavs(tmp_path_factory):
     return paths, long
 
 
-# --- the model info ------------------------------------------------------------------------
-
-
-def test_info_is_in_the_archive_and_keras_still_loads_it(trained):
-    with zipfile.ZipFile(trained) as archive:
-        assert INFO_MEMBER in archive.namelist()
-        stored = json.loads(archive.read(INFO_MEMBER))
-    assert stored["class_names"] == list(NAMES)
-    assert stored["feature_key"] == CONFIG.cache_key() and stored["format_version"] == 1
-    assert keras.models.load_model(trained, compile=False).output_shape == (None, 3)
-    model, info = load_model_with_info(trained)
-    assert info.feature_config == CONFIG and info.clip_seconds == CLIP
-    assert info.class_names == NAMES and info.dataset == "tones" and model.output_shape[-1] == 3
-
-
-def test_older_models_use_metrics_json_and_can_be_given_info(trained, tmp_path):
-    plain = tmp_path / "run" / "model.keras"
-    atomic_save_model(keras.models.load_model(trained, compile=False), plain)
-    assert read_model_info(plain) is None and model_info(plain) is None
-    with pytest.raises(ModelInfoMissingError, match="--dataset NAME"):
-        model_info(plain, required=True)
-    info = read_model_info(trained)
-    metrics = {"feature_config": CONFIG.to_dict(), "clip_seconds": CLIP, "class_names": ["a"] * 3}
-    (plain.parent / "metrics.json").write_text(json.dumps(metrics))
-    assert model_info(plain).class_names == ("a", "a", "a")
-    store_model_info(plain, info)
-    store_model_info(plain, info)  # replaced, not added twice
-    with zipfile.ZipFile(plain) as archive:
-        assert archive.namelist().count(INFO_MEMBER) == 1
-    assert model_info(plain) == info  # the archive wins over metrics.json
-
-
-def test_info_errors_name_the_problem():
-    good = ModelInfo(CONFIG, CLIP, NAMES).to_dict()
-    with pytest.raises(ValueError, match="format version 99"):
-        ModelInfo.from_dict({**good, "format_version": 99})
-    with pytest.raises(ValueError, match="lacks class_names"):
-        ModelInfo.from_dict({**good, "class_names": []})
-    with pytest.raises(ValueError, match="clip_seconds must be a number > 0"):
-        ModelInfo(CONFIG, 0, NAMES)
-
-
-def test_training_and_pruning_store_the_info(tones, trained, tmp_path):
-    from keras_quaternion.pruning import prune_and_finetune
-    from keras_quaternion.training import train
-
-    result = train("qcnn6", tones, width=0.0625, epochs=1, out_dir=tmp_path / "run", verbose=0)
-    assert read_model_info(Path(result["out_dir"]) / "model.keras") == ModelInfo.from_prepared(
-        tones
-    )
-    prune_and_finetune(trained, "l1", 0.5, out_dir=tmp_path / "p", verbose=0)
-    assert read_model_info(tmp_path / "p" / "model.keras") == read_model_info(trained)
-
-
-# --- predicting ----------------------------------------------------------------------------
-
-
-def test_predict_tells_the_tones_apart_and_windows_long_recordings(trained, wavs):
-    predictor = load_predictor(trained)
-    paths, long = wavs
-    assert [predict_file(predictor, p)["label"] for p in paths] == list(NAMES)
-    result = predict_file(predictor, long, top_k=2, hop_seconds=0.55)
-    assert [w["start"] for w in result["windows"]] == [0.0, 0.55, 1.1]
-    assert result["windows"][0]["label"] == "low" and result["windows"][-1]["label"] == "high"
-    assert len(result["top"]) == 2 and result["seconds"] == 1.6
-
-
-def test_kq_predict_json_reports_bad_files_and_exits_1(trained, wavs, tmp_path):
-    paths, _ = wavs
-    broken = tmp_path / "broken.wav"
-    broken.write_bytes(b"RIFF not really")
-    args = [str(trained), str(paths[0]), str(broken), str(paths[2]), "--json"]
-    result = CliRunner().invoke(predict_command, args)
-    assert result.exit_code == 1, result.output
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [(x["file"], x["label"]) for x in lines] == [
-        (str(paths[0]), "low"),
-        (str(broken), None),
-        (str(paths[2]), "high"),
-    ]
-    assert "broken.wav" in lines[1]["error"] and "broken.wav" in result.stderr
-
-
-def test_kq_predict_without_info_asks_for_features(trained, wavs, tmp_path):
-    plain = tmp_path / "plain.keras"
-    atomic_save_model(keras.models.load_model(trained, compile=False), plain)
-    result = CliRunner().invoke(predict_command, [str(plain), str(wavs[0][1])])
-    assert result.exit_code == 2 and "--dataset NAME" in result.output, result.output
-    args = [str(plain), str(wavs[0][1]), "--sample-rate", "8000", "--clip-seconds", "0.5"]
-    result = CliRunner().invoke(predict_command, [*args, "--n-mels", "16", "--labels", "a,b,c"])
-    assert result.exit_code == 0 and result.output.startswith(f"{wavs[0][1]}: b ("), result.output
-
-
-def test_logits_models_are_scored_as_probabilities(trained, wavs, tmp_path):
-    model = keras.models.load_model(trained, compile=False)
-    model.layers[-1].activation = keras.activations.linear
-    logits = atomic_save_model(model, tmp_path / "logits.keras", info=read_model_info(trained))
-    result = predict_file(load_predictor(logits), wavs[0][0], top_k=3)
-    assert result["label"] == "low" and abs(sum(t["score"] for t in result["top"]) - 1) < 1e-5
-
-
 # --- the bundle ----------------------------------------------------------------------------
 
 
 def test_labels_and_frontend_headers_carry_the_models_key(monkeypatch):
-    info = ModelInfo(CONFIG, CLIP, NAMES)
+    info = ModelInfo(CONFIG.to_dict(), CLIP, NAMES)
     text = labels_header(info)
     assert '#define MODEL_LABELS { "low", "mid", "high" }' in text
     assert "#define MODEL_CLIP_SAMPLES 4000" in text
@@ -266,13 +148,14 @@ def app(request, trained, tones, tmp_path_factory):
     from keras_quaternion.export import export_model
 
     folder = tmp_path_factory.mktemp(f"app_{request.param}")
-    model, info = load_model_with_info(trained)
+    model, info = load_with_info(trained)
     report = export_model(
         model, folder / "export", prepared=tones, micro=True, quaternion=request.param,
         verify_samples=4, latency_runs=2, progress=False, info=info,
     )  # fmt: skip
     assert {"model_labels.h", "kq_frontend_config.h"} <= set(report["micro"]["files"])
     assert report["model_info"]["class_names"] == list(NAMES)
+    assert describe_model(folder / "export" / "model_int8.tflite") == info  # kq-predict reads it
     write_app(folder / "app", folder / "export", report, info)
     return folder
 
@@ -318,10 +201,10 @@ def test_make_audio_names_a_python_without_numpy(app, wavs, tmp_path):
 def test_make_run_on_tflm_prints_the_label_kq_predict_gives(app, wavs):
     folder = app / "app"
     # a compact model's custom operators run on TFLite Micro built from KQ_TFLM_ROOT
-    predictor = load_predictor(folder / "model" / "model_int8.tflite")
+    predictor = Predictor.from_file(folder / "model" / "model_int8.tflite")
     for wav in wavs[0]:
         proc = _make(folder, "run", f"WAV={wav}", f"TFLM_ROOT={TFLM_ROOT}", timeout=600)
         text = proc.stdout + proc.stderr
         assert proc.returncode == 0, text[-3000:]
         labels = [line.split("label: ", 1)[1] for line in text.splitlines() if "label: " in line]
-        assert labels == [predict_file(predictor, wav)["label"]], text[-2000:]
+        assert labels == [predictor.predict_file(wav).label], text[-2000:]

@@ -95,6 +95,18 @@ def test_distill_trains_a_student_from_scratch(base, tmp_path):
     assert load_model(out / "model.keras").output_shape == (None, 10)
 
 
+def _strip_model_info(path):
+    import zipfile
+
+    from keras_quaternion.model_info import INFO_MEMBER
+
+    with zipfile.ZipFile(path) as archive:
+        members = [(m, archive.read(m)) for m in archive.infolist() if m.filename != INFO_MEMBER]
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, data in members:
+            archive.writestr(member, data)
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -112,9 +124,10 @@ def test_distill_trains_a_student_from_scratch(base, tmp_path):
     ],
 )
 def test_prune_errors_are_clear(base, tmp_path, args, message):
-    lonely = tmp_path / "lonely" / "model.keras"  # no metrics.json beside it
-    lonely.parent.mkdir()
+    lonely = tmp_path / "lonely" / "model.keras"  # no metrics.json beside it, and (as models
+    lonely.parent.mkdir()  # saved before ModelInfo) no training data recorded inside
     shutil.copy(base["model"], lonely)
+    _strip_model_info(lonely)
     notkeras = tmp_path / "model.h5"
     notkeras.write_bytes(b"x")
     fill = {

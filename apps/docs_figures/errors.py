@@ -64,8 +64,10 @@ AREAS = {
     "pruning": "Pruning (`keras_quaternion.pruning`)",
     "distill": "Distillation (`keras_quaternion.distill`)",
     "export": "Export (`keras_quaternion.export`, `kq-export`)",
+    "model_info": "What a model records (`keras_quaternion.model_info`)",
+    "predict": "Predicting on recordings (`keras_quaternion.predict`, `kq-predict`)",
     "cli": "The commands (`keras_quaternion.cli`: `kq`, `kq-train`, `kq-eval`, `kq-prune`, "
-    "`kq-distill`, `kq-export`, `kq-data`)",
+    "`kq-distill`, `kq-export`, `kq-predict`, `kq-data`)",
     # helpers shared by all areas
     "files": "Writing files (`keras_quaternion.files`)",
     "outdir": "Output folders of the commands (`keras_quaternion.outdir`: `--out`, `--cache-dir`)",

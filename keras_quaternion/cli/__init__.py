@@ -54,7 +54,7 @@ _HELP = {
     "prune": "Structured filter pruning of a trained model, then optional fine-tuning.",
     "distill": "Train a student from scratch with knowledge distillation.",
     "export": "Export a model to int8/float TFLite, verified on TFLite Micro.",
-    "predict": "Run a .keras or .tflite model on audio files: top classes per file.",
+    "predict": "Print a trained model's top classes for audio files.",
 }
 
 

@@ -205,16 +205,16 @@ def _check_app(app_dir, float_only: bool, out_dir: Path) -> None:
 
 def _export_info(model_path: Path, prepared):
     """The model's stored info when it describes the data exported with, else the data's."""
-    from keras_quaternion.model_info import ModelInfo, read_model_info
+    from keras_quaternion.model_info import ModelInfo, read_info
 
     try:
-        stored = read_model_info(model_path)
+        stored = read_info(model_path)
     except ValueError:
         stored = None
     if (
         stored is not None
-        and stored.feature_config == prepared.feature_config
-        and stored.num_classes == prepared.num_classes
+        and stored.features() == prepared.feature_config
+        and len(stored.class_names) == prepared.num_classes
     ):
         return stored
     return ModelInfo.from_prepared(prepared)

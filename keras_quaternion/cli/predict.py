@@ -1,13 +1,8 @@
 """``kq-predict`` (also ``kq predict``): run a trained model on audio files.
 
-``kq-predict MODEL AUDIO...`` prints, per file, the top classes with their scores
-(:mod:`keras_quaternion.predict`); with ``--json`` one JSON object per file and line. The
-features, clip length and class names come with the model (a ``.keras`` file from kq-train,
-kq-prune or kq-distill, or the ``metrics.json`` beside an older one; a ``.tflite`` from
-kq-export reads the ``export_report.json`` beside it); the options below stand in for them.
-
-A file that cannot be decoded is reported by name and the others are still scored; the exit
-status is then 1.
+The model's features, clip length and class names come from the model itself
+(:func:`~keras_quaternion.model_info.describe_model`); the options below only stand in for a
+model that records none. The work is :class:`keras_quaternion.predict.Predictor`'s.
 """
 
 from __future__ import annotations
@@ -24,110 +19,137 @@ __all__ = ["predict_command"]
 
 @click.command(name="predict", context_settings=CONTEXT)
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument(
-    "audio", metavar="AUDIO...", nargs=-1, required=True, type=click.Path(path_type=Path)
+@click.argument("audio", metavar="AUDIO...", nargs=-1, required=True)
+@click.option(
+    "--top-k",
+    type=click.IntRange(1, None),
+    default=3,
+    show_default=True,
+    help="How many classes to print per file.",
 )
 @click.option(
-    "--top-k", type=click.IntRange(1, 1000), default=3, show_default=True, help="Classes listed."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per file and line: file, label, scores, seconds, windows.",
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per file and line.")
 @click.option(
     "--hop-seconds",
-    type=click.FloatRange(0, 600, min_open=True),
+    type=click.FloatRange(0, None, min_open=True),
     default=None,
-    help="Step between the windows of a recording longer than the model's clip (default: "
-    "half a clip).",
+    help="Window hop for recordings longer than a clip (default: the clip length).",
 )
 @click.option(
-    "--runtime",
-    type=click.Choice(["litert", "tflm"]),
-    default="litert",
-    show_default=True,
-    help="Interpreter of a .tflite MODEL: LiteRT, or TFLite Micro (as on the device).",
+    "--windows",
+    "show_windows",
+    is_flag=True,
+    help="Also print each window's label (recordings longer than a clip).",
 )
 @click.option(
     "--dataset",
     default=None,
-    help="For a model that carries no features: the dataset whose sample rate and clip "
-    "length it was trained with.",
+    help="Only for a model that records no features: take this dataset's defaults.",
 )
-@click.option("--sample-rate", type=click.IntRange(1000, 768000), default=None, help="Hz.")
-@click.option("--clip-seconds", type=click.FloatRange(0, 600, min_open=True), default=None)
-@click.option("--n-mels", type=click.IntRange(8, 512), default=None)
+@click.option(
+    "--sample-rate",
+    type=click.IntRange(1000, 768000),
+    default=None,
+    help="Only for a model that records no features: its sample rate (Hz).",
+)
+@click.option(
+    "--n-mels",
+    type=click.IntRange(1, None),
+    default=None,
+    help="Only for a model that records no features: its mel bands (default 64).",
+)
+@click.option(
+    "--clip-seconds",
+    type=click.FloatRange(0, None, min_open=True),
+    default=None,
+    help="Only for a model that records no features: its clip length (s).",
+)
 @click.option(
     "--labels",
     default=None,
-    metavar="A,B,...",
-    help="Class names in output order (comma-separated), instead of the recorded ones.",
+    help="Only for a model that records no class names: comma-separated names.",
 )
-def predict_command(model_path, audio, top_k, as_json, hop_seconds, runtime, **fields):
-    """Print the top classes of each AUDIO file (any format kq-train reads) under MODEL.
+def predict_command(model_path, audio, top_k, as_json, hop_seconds, show_windows, **fallback):
+    """Print the top classes of a .keras or .tflite MODEL for each AUDIO file.
 
-    MODEL is a .keras model or a .tflite from kq-export. Recordings longer than the model's
-    clip are scored per window, with their mean as the summary. Exit status 1 when a file
-    could not be decoded (the others are still scored).
-    """
-    fields = _fields(**fields)
-    from keras_quaternion.model_info import ModelInfoMissingError
-    from keras_quaternion.predict import load_predictor, predict_files
-
-    if not model_path.is_file():
-        raise click.BadParameter(f"'{model_path}' does not exist.", param_hint="MODEL")
-    try:
-        predictor = load_predictor(model_path, fields=fields, runtime=runtime)
-    except ModelInfoMissingError as err:
-        raise click.UsageError(str(err)) from None
-    except (ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err)) from None
+    Each file is decoded at the model's sample rate and scored per window of the model's clip
+    length; the file's scores are the windows' mean. Files that cannot be decoded are reported
+    by name, the others are still scored, and the exit status is then 1.
+    """  # noqa: D301
+    predictor = _predictor(model_path, top_k, hop_seconds, fallback)
     failed = 0
-    options = dict(top_k=top_k, hop_seconds=hop_seconds)
-    for path, result, error in predict_files(predictor, [str(p) for p in audio], **options):
-        if error is not None:
-            failed += 1
-            _report_failure(path, error, as_json)
+    for name in audio:
+        result = predictor.predict_file(name)
+        failed += result.error is not None
+        if as_json:
+            click.echo(json.dumps(result.to_json()))
         else:
-            click.echo(json.dumps(result) if as_json else _text(result))
+            _print_text(result, show_windows)
     if failed:
-        click.echo(f"kq-predict: {failed} of {len(audio)} file(s) could not be scored.", err=True)
+        click.echo(f"kq-predict: {failed} of {len(audio)} files could not be decoded.", err=True)
         raise SystemExit(1)
 
 
-def _fields(dataset, sample_rate, clip_seconds, n_mels, labels) -> dict:
-    """The model settings given on the command line (``None``: not given)."""
-    names = None
-    if labels is not None:
-        names = [name.strip() for name in labels.split(",")]
-        if not all(names):
-            raise click.BadParameter(
-                f"{labels!r} has an empty class name; give names separated by commas.",
-                param_hint="--labels",
-            )
-    if dataset is not None:
-        from keras_quaternion.training.dataset_options import check_dataset_name
+def _predictor(model_path, top_k, hop_seconds, fallback):
+    """The :class:`~keras_quaternion.predict.Predictor`, or a usage error naming what is missing."""
+    if not model_path.is_file():
+        raise click.UsageError(f"Model file '{model_path}' does not exist.")
+    if model_path.suffix not in (".keras", ".tflite"):
+        raise click.UsageError(f"'{model_path}' is neither a .keras nor a .tflite model file.")
+    from keras_quaternion.model_info import ModelInfoError, describe_model
+    from keras_quaternion.predict import Predictor, info_from_options, model_classes
 
-        check_dataset_name(dataset)
-    return dict(
-        dataset=dataset,
-        sample_rate=sample_rate,
-        clip_seconds=clip_seconds,
-        n_mels=n_mels,
-        class_names=names,
+    try:
+        info = describe_model(model_path)
+        if info is None or any(v is not None for v in fallback.values()):
+            info = _fallback_info(model_path, info, fallback, info_from_options, model_classes)
+        return Predictor.from_file(model_path, info, top_k=top_k, hop_seconds=hop_seconds)
+    except ModelInfoError as err:
+        raise click.UsageError(str(err)) from None
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+def _fallback_info(model_path, info, fallback, info_from_options, model_classes):
+    """The model's information completed or replaced by the command-line options."""
+    labels = [n.strip() for n in fallback["labels"].split(",")] if fallback["labels"] else None
+    if info is not None and not any(
+        fallback[k] for k in ("dataset", "sample_rate", "n_mels", "clip_seconds")
+    ):
+        return type(info).from_dict({**info.to_dict(), "class_names": labels})  # only --labels
+    if info is None and not any(fallback.values()):
+        info_from_options()  # raises the usage error that names the options
+    result = info_from_options(
+        fallback["dataset"],
+        fallback["sample_rate"],
+        fallback["n_mels"],
+        fallback["clip_seconds"],
+        labels or (info.class_names if info else None),
+        classes=model_classes(model_path),
     )
+    if len(result.class_names) != model_classes(model_path):
+        raise click.UsageError(
+            f"--labels gives {len(result.class_names)} names but '{model_path}' has "
+            f"{model_classes(model_path)} outputs."
+        )
+    return result
 
 
-def _report_failure(path: str, error: Exception, as_json: bool) -> None:
-    """One line on stderr (and, with --json, an object with ``"error"`` on stdout)."""
-    if as_json:
-        click.echo(json.dumps({"file": path, "label": None, "error": str(error)}))
-    click.echo(f"kq-predict: {path}: {error}", err=True)
-
-
-def _text(result: dict) -> str:
-    """``FILE: LABEL (0.93), other (0.04), ...`` plus a line per window of a long recording."""
-    top = ", ".join(f"{t['label']} ({t['score']:.3f})" for t in result["top"])
-    lines = [f"{result['file']}: {top}"]
-    if len(result["windows"]) > 1:
-        lines += [
-            f"  {w['start']:8.2f} s  {w['label']} ({w['score']:.3f})" for w in result["windows"]
-        ]
-    return "\n".join(lines)
+def _print_text(result, show_windows):
+    """``FILE: LABEL (p)  [second (p), third (p)]``, then the windows if asked."""
+    if result.error is not None:
+        click.echo(f"{result.file}: error: {result.error}", err=True)
+        return
+    (label, score), rest = result.top[0], result.top[1:]
+    others = ", ".join(f"{n} ({p:.3f})" for n, p in rest)
+    windows = f", {len(result.windows)} windows" if len(result.windows) > 1 else ""
+    click.echo(
+        f"{result.file}: {label} ({score:.3f})" + (f"  [{others}]" if others else "") + windows
+    )
+    if show_windows and len(result.windows) > 1:
+        for w in result.windows:
+            click.echo(f"  {w['start']:8.2f}-{w['end']:.2f} s: {w['label']} ({w['score']:.3f})")

@@ -135,6 +135,7 @@ def prune_command(
             fallback_seed=seed,
             progress=not quiet,
         )
+    from keras_quaternion.model_info import describe_model
     from keras_quaternion.pruning import prune_and_finetune
 
     try:
@@ -159,21 +160,11 @@ def prune_command(
             + ("-kd" if kd else ""),
             resume=not restart,
             verbose=0 if quiet else 1,
-            info=None if prepared is not None else _stored_info(model_path),
+            info=None if prepared is not None else describe_model(model_path),
         )
     except (ValueError, TypeError) as err:
         raise click.ClickException(str(err)) from None
     _print_result(result, kd, out_dir)
-
-
-def _stored_info(model_path: Path):
-    """MODEL's stored features and class names (or its metrics.json's), kept in the pruned model."""
-    from keras_quaternion.model_info import model_info
-
-    try:
-        return model_info(model_path)
-    except ValueError as err:
-        raise click.ClickException(str(err)) from None
 
 
 def _check_arguments(model_path, ratio, kd, finetune_epochs, out_dir) -> None:

@@ -126,20 +126,32 @@ def frontend_config_header(info) -> str:
         >>> from keras_quaternion.features import FeatureConfig
         >>> from keras_quaternion.model_info import ModelInfo
         >>> info = ModelInfo(FeatureConfig(sample_rate=8000, n_fft=256, hop_length=80,
-        ...                  n_mels=32, fmax=4000.0), 1.0, ("a", "b"))
+        ...                  n_mels=32, fmax=4000.0).to_dict(), 1.0, ("a", "b"))
         >>> "#define KQ_FRONTEND_N_MELS 32" in frontend_config_header(info)
         True
     """
-    text = _gen_config().render_header(info.feature_config)
+    config = info.features()
+    text = _gen_config().render_header(config)
     match = re.search(r'^#define KQ_FRONTEND_CONFIG_KEY "([0-9a-f]+)"', text, re.MULTILINE)
-    if match is None or match.group(1) != info.feature_key:
+    if match is None or match.group(1) != config.cache_key():
         found = match.group(1) if match else None
         raise ValueError(
             f"The generated {FRONTEND_CONFIG} has the feature key {found!r} but the model's is "
-            f"{info.feature_key!r}: the C front end would compute other features than the model "
-            "was trained on (gen_config.py and keras_quaternion.features disagree; reinstall)."
+            f"{config.cache_key()!r}: the C front end would compute other features than the "
+            "model was trained on (gen_config.py and keras_quaternion.features disagree; "
+            "reinstall)."
         )
     return text
+
+
+def clip_samples(info) -> int:
+    """Samples per clip of a model: ``round(clip_seconds * sample_rate)``."""
+    return int(round(info.clip_seconds * info.sample_rate))
+
+
+def feature_key(info) -> str:
+    """The model's feature key: ``FeatureConfig.cache_key()`` of its features."""
+    return info.features().cache_key()
 
 
 def _c_string(text: str) -> str:
@@ -159,7 +171,7 @@ def labels_header(info, name: str = "model", outputs: str = "probabilities") -> 
         >>> from keras_quaternion.features import FeatureConfig
         >>> from keras_quaternion.model_info import ModelInfo
         >>> info = ModelInfo(FeatureConfig(sample_rate=8000, n_fft=256, hop_length=80,
-        ...                  n_mels=32, fmax=4000.0), 1.0, ("yes", 'say "no"'))
+        ...                  n_mels=32, fmax=4000.0).to_dict(), 1.0, ("yes", 'say "no"'))
         >>> [line for line in labels_header(info).splitlines() if "MODEL_LABELS " in line]
         ['#define MODEL_LABELS { "yes", "say \\\\"no\\\\"" }']
     """
@@ -173,13 +185,13 @@ def labels_header(info, name: str = "model", outputs: str = "probabilities") -> 
         f"#ifndef KQ_{guard}_LABELS_H_",
         f"#define KQ_{guard}_LABELS_H_",
         "",
-        f"#define {guard}_NUM_LABELS {info.num_classes}",
+        f"#define {guard}_NUM_LABELS {len(info.class_names)}",
         f"#define {guard}_LABELS {{ {names} }}",
         f"#define {guard}_MULTI_LABEL {int(info.multi_label)}",
         f"#define {guard}_OUTPUT_LOGITS {int(outputs == 'logits')}",
-        f"#define {guard}_CLIP_SAMPLES {info.clip_samples}",
+        f"#define {guard}_CLIP_SAMPLES {clip_samples(info)}",
         f"#define {guard}_SAMPLE_RATE {info.sample_rate}",
-        f'#define {guard}_FEATURE_KEY "{info.feature_key}"',
+        f'#define {guard}_FEATURE_KEY "{feature_key(info)}"',
         "",
         "/* what examples/kws_app reads */",
     ]
@@ -294,7 +306,7 @@ def _app_config(info, name: str) -> str:
         "ART = model",
         "FRONTEND = frontend",
         f"NAME = {name}",
-        f"CLIP_SAMPLES = {info.clip_samples}",
+        f"CLIP_SAMPLES = {clip_samples(info)}",
         "# the Python that wrote this app (numpy, soundfile: wav_to_header.py); PYTHON= overrides",
         f"KQ_PYTHON = {sys.executable}",
         "PYTHON ?= $(if $(wildcard $(KQ_PYTHON)),$(KQ_PYTHON),python3)",
@@ -389,8 +401,8 @@ def _describe(report, info, name, files) -> dict:
         "name": name,
         "class_names": list(info.class_names),
         "sample_rate": info.sample_rate,
-        "clip_samples": info.clip_samples,
-        "feature_key": info.feature_key,
+        "clip_samples": clip_samples(info),
+        "feature_key": feature_key(info),
         "app_files": files,
     }
 

@@ -284,7 +284,7 @@ def _micro_files(conversion, folder, name, arena, model_info):
     except ValueError as err:  # features the C front end cannot compute: labels only
         section["bundle"] = f"no {FRONTEND_CONFIG}: {err}"
     else:
-        section["frontend_config_key"] = info.feature_key
+        section["frontend_config_key"] = info.features().cache_key()
     return section
 
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from keras_quaternion.files import atomic_save_model
+from keras_quaternion.model_info import ModelInfo, describe_model
 from keras_quaternion.pruning.scores import METHODS
 from keras_quaternion.training.recipe import DEFAULT_LR
 
@@ -87,9 +88,8 @@ def prune_and_finetune(
         model_name: name recorded in ``metrics.json`` (default ``<model>-<method>-p<ratio>``).
         resume: resume an interrupted fine-tuning in ``out_dir``.
         verbose: 0 silent, 1 or 2 progress (passed to the training loop).
-        info: the :class:`~keras_quaternion.model_info.ModelInfo` saved in the pruned model
-            (default: the one of ``prepared``, else the one stored in the ``model`` file, else
-            none).
+        info: the :class:`~keras_quaternion.model_info.ModelInfo` stored inside the written
+            models; default: ``prepared``'s, else the one ``model`` carries when it is a path.
 
     Returns:
         dict with ``"report"`` (the PruningReport), ``"model"`` (the final ``keras.Model``;
@@ -117,9 +117,11 @@ def prune_and_finetune(
     """
     from keras_quaternion.training.loop import load_model
 
-    info = _model_info(model, prepared, info)
     if isinstance(model, str | os.PathLike):
+        info = info or (describe_model(model) if prepared is None else None)
         model = load_model(model)
+    if info is None and prepared is not None:
+        info = ModelInfo.from_prepared(prepared)
     _check_arguments(method, finetune_epochs, kd, prepared)
     pruned, report, out_dir = _prune_and_report(
         model, method, ratio, out_dir, prepared, skip, layers, residual, seed
@@ -143,17 +145,6 @@ def prune_and_finetune(
     )
     info = _pruning_info(method, ratio, report, residual, skip, seed, kd)
     return {"report": report, **_finetune(model, pruned, out_dir, info, settings)}
-
-
-def _model_info(model, prepared, info):
-    """The pruned model's stored info: ``info``, else ``prepared``'s, else the model file's."""
-    from keras_quaternion.model_info import ModelInfo, model_info
-
-    if info is not None:
-        return info
-    if prepared is not None:
-        return ModelInfo.from_prepared(prepared)
-    return model_info(model) if isinstance(model, str | os.PathLike) else None
 
 
 def _check_arguments(method, finetune_epochs, kd, prepared) -> None:
@@ -235,7 +226,6 @@ def _finetune(model, pruned, out_dir, pruning_info, settings) -> dict:
         ``model`` (the fine-tuned model; ``None`` on a non-chief worker), ``model_path``,
         ``metrics``, ``before_finetune`` and ``unpruned``.
     """
-    from keras_quaternion.model_info import ModelInfo
     from keras_quaternion.training.loop import evaluate, load_model, train
 
     prepared = settings.pop("prepared")

@@ -195,7 +195,7 @@ class KeepBest(keras.callbacks.Callback):
         variables: the model variables to copy (``checkpoint.variable_list``).
         has_validation: whether the data has a validation split.
         path: where to save the best model, or ``None`` (non-chief workers).
-        info: the :class:`~keras_quaternion.model_info.ModelInfo` saved with the model.
+        info: the :class:`~keras_quaternion.model_info.ModelInfo` saved inside the model file.
     """
 
     def __init__(self, state, net, variables, *, has_validation, path=None, info=None):

@@ -185,47 +185,41 @@ def prepare_dataset(
 
 
 def run_info(model_path: Path) -> dict:
-    """What a saved model records about its training: ``metrics.json`` and the model's own info.
+    """What is known of the run that trained ``model_path``, or ``{}`` if nothing.
 
-    The ``metrics.json`` written next to ``model_path`` by kq-train, overlaid with the
-    features, clip length, class names and dataset stored in the model itself (a ``.keras``
-    file's :class:`~keras_quaternion.model_info.ModelInfo`, or the ``model_info`` of the
-    ``export_report.json`` beside a ``.tflite`` from kq-export), so that a model file that
-    travels alone still defaults the dataset and features of the commands that read it.
+    The ``metrics.json`` written next to the model by kq-train, overlaid with the
+    :class:`~keras_quaternion.model_info.ModelInfo` the model carries (inside a ``.keras``
+    archive, or in the ``export_report.json`` next to a ``.tflite``): dataset, loader options,
+    features, clip length and class names. Commands that read a trained model use it to default
+    the dataset, features and options to those the model was trained with.
 
     Args:
-        model_path: path of the trained ``.keras`` model (a ``Path``).
+        model_path: path of the trained ``.keras`` (or exported ``.tflite``) model (a ``Path``).
 
     Returns:
-        The merged dict, or ``{}`` when nothing is found or readable.
+        The merged record, or ``{}`` when there is none (a damaged record counts as none).
 
     Example:
         >>> run_info(Path("no-such-run/model.keras"))
         {}
     """
-    run = {}
+    from keras_quaternion.model_info import ModelInfoError, describe_model
+
+    record = {}
     info_path = model_path.parent / "metrics.json"
     if info_path.is_file():
         try:
-            run = json.loads(info_path.read_text(encoding="utf-8"))
+            record = json.loads(info_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            run = {}
-    stored = _stored_info(model_path)
-    return {**run, **{k: v for k, v in stored.items() if v is not None}}
-
-
-def _stored_info(model_path: Path) -> dict:
-    """The model's own info as a dict (``{}``: none, or unreadable)."""
-    from keras_quaternion.model_info import read_model_info, tflite_model_info
-
+            record = {}
     try:
-        if model_path.suffix.lower() == ".tflite":
-            info = tflite_model_info(model_path)
-        else:
-            info = read_model_info(model_path) if model_path.is_file() else None
-    except ValueError:
-        return {}
-    return {} if info is None else info.to_dict()
+        info = describe_model(model_path)
+    except ModelInfoError:
+        info = None
+    if info is not None:
+        stored = {k: v for k, v in info.to_dict().items() if v not in (None, {}) and k != "format"}
+        record = {**record, **stored}
+    return record
 
 
 def _input_mels(model):
@@ -347,7 +341,7 @@ class DatasetOptions:
                 a ``.tflite`` file.
             seed: the dataset seed (``--seed``), overriding the recorded one; ``None``: keep it.
             missing_dataset: the usage error shown when no dataset is given or recorded
-                (default: "--dataset is required: there is no metrics.json next to MODEL ...").
+                (default: "--dataset is required: MODEL does not record the data it was trained on ...").
             fallback_seed: the dataset seed when neither ``seed`` nor the recorded options
                 give one.
             progress: show progress bars (default: when stderr is a terminal).
@@ -365,15 +359,15 @@ class DatasetOptions:
             >>> DatasetOptions().prepare_for_saved_model(Path("nowhere/model.keras"), lambda: None)
             Traceback (most recent call last):
             ...
-            click.exceptions.UsageError: --dataset is required: 'nowhere/model.keras' records no dataset and there is no metrics.json next to it to read it from.
+            click.exceptions.UsageError: --dataset is required: 'nowhere/model.keras' does not record the data it was trained on, and there is no metrics.json next to it to read it from.
         """  # noqa: E501
         run = run_info(model_path)
         chosen = self.replace(dataset=self.dataset or run.get("dataset"))
         if not chosen.dataset:
             raise click.UsageError(
                 missing_dataset
-                or f"--dataset is required: '{model_path}' records no dataset and there is no "
-                "metrics.json next to it to read it from."
+                or f"--dataset is required: '{model_path}' does not record the data it was "
+                "trained on, and there is no metrics.json next to it to read it from."
             )
         check_dataset_name(chosen.dataset)
         same_data = run.get("dataset") == chosen.dataset
