@@ -122,6 +122,21 @@ def test_app_folder_must_be_new_empty_or_a_previous_app(tmp_path):
     assert check_app_dir(tmp_path / "old") is True
 
 
+def test_kq_export_refuses_app_folders_before_any_work(trained, tmp_path):
+    from click.testing import CliRunner
+
+    from keras_quaternion.cli.export import export_command
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    base = [str(trained), "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(export_command, [*base, "--app", str(tmp_path / "mine")])
+    assert result.exit_code == 2 and "is not an app kq-export wrote" in result.output
+    result = CliRunner().invoke(export_command, [*base, "--app", str(tmp_path / "a"), "--float"])
+    assert result.exit_code == 2 and "int8 models only" in result.output
+    assert not (tmp_path / "out").exists() and (tmp_path / "mine" / "notes.txt").is_file()
+
+
 def test_tflm_library_is_the_host_build(tmp_path):
     import platform
 
