@@ -66,7 +66,7 @@ def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
     """Start samples of the windows of a recording (see the module documentation).
 
     Example:
-        >>> window_starts(100, 40, 40), window_starts(30, 40, 40), window_starts(90, 40, 40)
+        >>> window_starts(85, 40, 40), window_starts(30, 40, 40), window_starts(90, 40, 40)
         ([0, 40], [0], [0, 40, 80])
     """
     starts = list(range(0, max(n_samples - window, 0) + 1, hop))
