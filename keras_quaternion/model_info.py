@@ -207,6 +207,7 @@ def describe_model(path: str | os.PathLike) -> ModelInfo | None:
         sources = ("export_report.json", "metrics.json")
     for name in sources:
         data = _json_beside(path, name)
+        data = data.get("model_info") or data  # kq-export's report keeps it in a section
         if data.get("feature_config") and data.get("class_names"):
             return ModelInfo.from_dict(data, source=f"'{path.parent / name}'")
     return None

@@ -66,7 +66,7 @@ def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
     """Start samples of the windows of a recording (see the module documentation).
 
     Example:
-        >>> window_starts(100, 40, 40), window_starts(30, 40, 40), window_starts(90, 40, 40)
+        >>> window_starts(85, 40, 40), window_starts(30, 40, 40), window_starts(90, 40, 40)
         ([0, 40], [0], [0, 40, 80])
     """
     starts = list(range(0, max(n_samples - window, 0) + 1, hop))
@@ -209,7 +209,7 @@ def _tflite_scorer(path):
     data = Path(path).read_bytes()
     spec = io_spec(data)
     channels = int(spec.input_shape[-1])
-    custom = sorted(k for k in inspect_tflite(data).op_kinds if k.startswith("KQ_"))
+    custom = sorted(k for k in inspect_tflite(data).op_kinds if k.startswith("CUSTOM:"))
     if not custom:
         return (lambda features: predict_tflite(data, features)), channels
     from keras_quaternion.export.tflm_runner import tflm_runner

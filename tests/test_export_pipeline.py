@@ -67,11 +67,16 @@ def test_export_model_writes_verified_files_and_report(trained, prepared, tmp_pa
     names = sorted(os.listdir(out))
     assert names == [
         "export_report.json",
+        "kq_frontend_config.h",  # the C front end for the data's features (issue 13)
         "model_data.cc",
         "model_data.h",
         "model_int8.tflite",
+        "model_labels.h",  # the class names
         "model_ops.h",
     ]
+    key = prepared.feature_config.cache_key()
+    assert f'KQ_FRONTEND_CONFIG_KEY "{key}"' in (out / "kq_frontend_config.h").read_text()
+    assert report["model_info"]["class_names"] == list(prepared.class_names)
     flatbuffer = (out / "model_int8.tflite").read_bytes()
     on_disk = json.loads((out / "export_report.json").read_text())
     assert on_disk == json.loads(json.dumps(report))

@@ -723,9 +723,10 @@ def test_device_main_on_real_tflm(device_build, kws_host, tmp_path):
 
 
 def _build_on_real_tflm(build, name, sources=()):
+    from keras_quaternion.export.bundle import tflm_library
+
     root = Path(TFLM_ROOT)
-    libs = sorted(root.glob("gen/*/lib/libtensorflow-microlite.a"))
-    assert libs, f"no gen/*/lib/libtensorflow-microlite.a under {root}; build TFLM first"
+    libs = [tflm_library(root)]  # the host build, not a cross-compiled one
     downloads = root / "tensorflow" / "lite" / "micro" / "tools" / "make" / "downloads"
     flags = ("-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON", "-DTF_LITE_USE_CTIME")
     includes = []

@@ -11,7 +11,7 @@ import pytest
 from keras_quaternion import __version__
 from keras_quaternion._startup import started_as_command
 
-COMMANDS = ["kq", "kq-train", "kq-eval", "kq-prune", "kq-distill", "kq-export"]
+COMMANDS = ["kq", "kq-train", "kq-eval", "kq-prune", "kq-distill", "kq-export", "kq-predict"]
 NOISE = re.compile(r"oneDNN|absl|cpu_feature_guard|^[IWE]\d{4} ", re.MULTILINE)
 
 #: runs a command as its console script does (argv[0] is the script), then reports whether

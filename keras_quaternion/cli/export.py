@@ -51,7 +51,21 @@ def _fmt(value):
     "--dataset", default=None, help="Dataset name (default: the one in metrics.json next to MODEL)."
 )
 @click.option("--float", "float_only", is_flag=True, help="Export float32 instead of int8.")
-@click.option("--micro", is_flag=True, help="Also write model_data.h/.cc and model_ops.h.")
+@click.option(
+    "--micro",
+    is_flag=True,
+    help="Also write model_data.h/.cc, model_ops.h, model_labels.h (class names) and "
+    "kq_frontend_config.h (the C front end configured for the model's features).",
+)
+@click.option(
+    "--app",
+    "app_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="With --micro (implied): also write a self-contained keyword-spotting app folder: model "
+    "files, C front end, app sources and a Makefile (make host; make run WAV=clip.wav "
+    "TFLM_ROOT=...). A new or empty folder, or an app written before (replaced).",
+)
 @click.option(
     "--quaternion",
     type=click.Choice(STRATEGY_NAMES),
@@ -103,6 +117,7 @@ def export_command(
     out_dir,
     float_only,
     micro,
+    app_dir,
     quaternion,
     calibration_samples,
     name,
@@ -122,6 +137,8 @@ def export_command(
     from keras_quaternion.export.tflite import ExportError
 
     _check_arguments(model_path, quaternion, float_only, name)
+    _check_app(app_dir, float_only, out_dir)
+    micro = micro or app_dir is not None
     claim_out(out_dir)
     from keras_quaternion.training.loop import load_model
 
@@ -154,11 +171,69 @@ def export_command(
             strict=strict,
             progress=progress,
             quaternion=quaternion,
+            info=_export_info(model_path, prepared),
         )
     except (ValueError, TypeError, ExportError) as err:
         raise click.ClickException(str(err)) from None
 
     _print_summary(report, out_dir)
+    if app_dir is not None:
+        _write_app(app_dir, out_dir, report, prepared, name)
+
+
+def _check_app(app_dir, float_only: bool, out_dir: Path) -> None:
+    """What kq-export checks about --app before any slow work."""
+    if app_dir is None:
+        return
+    from keras_quaternion.export.bundle import check_app_dir
+
+    if float_only:
+        raise click.BadParameter(
+            "the app runs int8 models only (it quantizes its input); drop --float.",
+            param_hint="--app",
+        )
+    if app_dir.resolve() == out_dir.resolve():
+        raise click.BadParameter(
+            f"'{app_dir}' is the --out folder; give the app a folder of its own.",
+            param_hint="--app",
+        )
+    try:
+        check_app_dir(app_dir)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--app") from None
+
+
+def _export_info(model_path: Path, prepared):
+    """The model's stored info when it describes the data exported with, else the data's."""
+    from keras_quaternion.model_info import ModelInfo, read_info
+
+    try:
+        stored = read_info(model_path)
+    except ValueError:
+        stored = None
+    if (
+        stored is not None
+        and stored.features() == prepared.feature_config
+        and len(stored.class_names) == prepared.num_classes
+    ):
+        return stored
+    return ModelInfo.from_prepared(prepared)
+
+
+def _write_app(app_dir: Path, out_dir: Path, report: dict, prepared, name: str) -> None:
+    """Write --app DIR from the export in OUT and say so."""
+    from keras_quaternion.export.bundle import write_app
+    from keras_quaternion.model_info import ModelInfo
+
+    info = ModelInfo.from_dict(report["model_info"]) if report.get("model_info") else None
+    try:
+        write_app(app_dir, out_dir, report, info or ModelInfo.from_prepared(prepared), name)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(
+        f"app: {app_dir} (make -C {app_dir} host; make -C {app_dir} run WAV=clip.wav "
+        "TFLM_ROOT=/path/to/tflite-micro)"
+    )
 
 
 def _check_arguments(model_path: Path, quaternion: str, float_only: bool, name: str) -> None:

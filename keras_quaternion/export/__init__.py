@@ -8,6 +8,9 @@
 * :func:`measure_arena`, :func:`write_micro_artifacts` — measured tensor arena, ``model_data.h``
   / ``model_data.cc`` / ``model_ops.h``.
 * :func:`export_model` — all of the above plus ``export_report.json`` (what ``kq-export`` runs).
+* :func:`c_sources` — the folder of the shipped C sources (front end, keyword-spotting app,
+  quaternion kernel); :mod:`keras_quaternion.export.bundle` writes the labels, front-end header
+  and app folder of ``kq-export --micro [--app DIR]``.
 
 Example:
     >>> import numpy as np, keras
@@ -28,6 +31,7 @@ if _COMMAND:  # a kq-* command: load on first use (--help must not import Tensor
     __getattr__ = _lazy_attributes(
         __name__,
         {
+            "keras_quaternion.export.bundle": ("c_sources",),
             "keras_quaternion.export.fold": ("deploy_model", "fold_plan"),
             "keras_quaternion.export.micro": (
                 "ArenaMeasurement",
@@ -56,6 +60,7 @@ if _COMMAND:  # a kq-* command: load on first use (--help must not import Tensor
         },
     )
 else:
+    from keras_quaternion.export.bundle import c_sources
     from keras_quaternion.export.fold import deploy_model, fold_plan
     from keras_quaternion.export.micro import (
         ArenaMeasurement,
@@ -89,6 +94,7 @@ __all__ = [
     "MicroArtifacts",
     "VerificationError",
     "VerificationResult",
+    "c_sources",
     "check_tflite",
     "deploy_model",
     "evaluate_tflite",

@@ -269,9 +269,35 @@ def _calibration_set(model, prepared, representative_data, samples, seed, int8):
     return np.concatenate(_samples(calib, samples))
 
 
-def _micro_files(conversion, folder, name, arena):
+def _micro_files(conversion, folder, name, arena, model_info):
+    """The micro files and, for a model with known features, its labels and front-end header."""
+    from keras_quaternion.export.bundle import FRONTEND_CONFIG, write_bundle_files
+
     art = write_micro_artifacts(conversion.flatbuffer, folder, name, arena=arena)
-    return {"files": list(art.files), "symbols": art.symbols}
+    section = {"files": list(art.files), "symbols": art.symbols}
+    if model_info is None:
+        section["bundle"] = "no class names or features known: no labels or front-end header"
+        return section
+    info, outputs = model_info
+    try:
+        section["files"] += write_bundle_files(folder, info, name, outputs)
+    except ValueError as err:  # features the C front end cannot compute: labels only
+        section["bundle"] = f"no {FRONTEND_CONFIG}: {err}"
+    else:
+        section["frontend_config_key"] = info.features().cache_key()
+    return section
+
+
+def _model_info(model, prepared, info):
+    """``(ModelInfo, "logits" or "probabilities")`` of the exported model, or ``None``."""
+    from keras_quaternion.model_info import ModelInfo
+    from keras_quaternion.training.model_io import outputs_are_logits
+
+    if info is None and prepared is not None:
+        info = ModelInfo.from_prepared(prepared)
+    if info is None:
+        return None
+    return info, "logits" if outputs_are_logits(model) else "probabilities"
 
 
 def _environment():
@@ -311,6 +337,7 @@ def export_model(
     seed=0,
     progress=True,
     quaternion="expanded",
+    info=None,
 ):
     """Export ``model`` to ``out_dir``: .tflite, verification, arena, optional micro files, report.
 
@@ -326,7 +353,10 @@ def export_model(
         int8: export full-integer int8 (``model_int8.tflite``); ``False``: float32
             (``model_float.tflite``). The float model is always converted too, for the report.
         micro: also write ``<name>_data.h``, ``<name>_data.cc``, ``<name>_ops.h`` (and, for
-            ``compact``, the C sources of the quaternion operator).
+            ``compact``, the C sources of the quaternion operator); for a model whose features
+            are known (``info`` or ``prepared``), ``<name>_labels.h`` and
+            ``kq_frontend_config.h`` too (:func:`~keras_quaternion.export.bundle.
+            write_bundle_files`).
         calibration_samples: calibration set size (seeded random subset of the train split).
         split: split to score.
         name: C identifier for the micro files.
@@ -339,6 +369,10 @@ def export_model(
         quaternion: export strategy, ``"expanded"``, ``"compact"`` or ``"fast"`` (see
             :func:`~keras_quaternion.export.to_tflite` and docs/deploy.md); with ``fast`` the
             float flatbuffer is the fast one too.
+        info: the model's :class:`~keras_quaternion.model_info.ModelInfo` (default: that of
+            ``prepared``); recorded in the report's ``model_info`` (with ``"outputs"``:
+            ``"logits"`` or ``"probabilities"``), where ``kq-predict`` finds it for the
+            ``.tflite``.
 
     Returns:
         The report (also written to ``out_dir/export_report.json``).
@@ -358,6 +392,7 @@ def export_model(
         raise ValueError(f"calibration_samples must be >= 1, got {calibration_samples}.")
     strategy = _strategy_for(quaternion, int8)
     _check_inputs(model, prepared)
+    model_info = _model_info(model, prepared, info)
     # built in a sibling folder, then swapped in whole: never a .tflite without its report,
     # never a mix of this export's files and an earlier one's
     with staged_folder(out_dir, replaces=previous_export_files(out_dir)) as stage:
@@ -383,7 +418,10 @@ def export_model(
             "verification": dataclasses.asdict(verification),
             "accuracy": _accuracy(model, prepared, split, float_fb, conversion, int8, progress),
             "latency": _latency(float_fb, conversion, int8, latency_runs),
-            "micro": _micro_files(conversion, stage, name, arena) if micro else None,
+            "micro": _micro_files(conversion, stage, name, arena, model_info) if micro else None,
+            "model_info": None
+            if model_info is None
+            else {**model_info[0].to_dict(), "outputs": model_info[1]},
             "environment": _environment(),
         }
         atomic_write(os.path.join(stage, REPORT_NAME), json.dumps(report, indent=2) + "\n")

@@ -59,8 +59,9 @@ class KernelBuildError(RuntimeError):
 def source_dir():
     """The folder holding ``kq_quaternion_ops.c`` and the TFLite Micro adapter.
 
-    Installed packages carry a copy in ``keras_quaternion/export/csrc``; a source checkout
-    reads ``tflite/quaternion`` beside the package.
+    Installed packages carry a copy in ``keras_quaternion/export/csrc/quaternion``; a source
+    checkout reads ``tflite/quaternion`` beside the package (see
+    :func:`keras_quaternion.export.c_sources`).
 
     Returns:
         A :class:`pathlib.Path`.
@@ -73,12 +74,13 @@ def source_dir():
         True
     """
     here = Path(__file__).resolve().parent
-    for folder in (here / "csrc", here.parents[1] / "tflite" / "quaternion"):
+    for folder in (here / "csrc" / "quaternion", here.parents[1] / "tflite" / "quaternion"):
         if all((folder / name).is_file() for name in DEVICE_SOURCES):
             return folder
     raise KernelBuildError(
         f"The C sources of the quaternion operator ({', '.join(DEVICE_SOURCES)}) are neither in "
-        f"{here / 'csrc'} nor in {here.parents[1] / 'tflite' / 'quaternion'}; reinstall "
+        f"{here / 'csrc' / 'quaternion'} nor in {here.parents[1] / 'tflite' / 'quaternion'}; "
+        "reinstall "
         f"keras-quaternion (pip install -e . from a source checkout)."
     )
 

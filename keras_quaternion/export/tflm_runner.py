@@ -33,11 +33,16 @@ TFLM_DEFINES = ("-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON", "-DTF_L
 
 
 def _checkout(root):
+    from keras_quaternion.export.bundle import tflm_library
+
     root = Path(root)
-    libs = sorted(root.glob("gen/*/lib/libtensorflow-microlite.a"))
-    if not libs or not (root / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file():
+    try:
+        library = tflm_library(root)  # the host build, not a cross-compiled one
+    except FileNotFoundError:
         return None, None
-    return root, libs[0]
+    if not (root / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file():
+        return None, None
+    return root, library
 
 
 @dataclasses.dataclass(frozen=True)

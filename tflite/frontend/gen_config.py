@@ -45,7 +45,9 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 DEFAULT_OUT = HERE / "kq_frontend_config.h"
 
-if str(REPO_ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
+# run from a checkout without `pip install -e .`; an installed copy (keras_quaternion/export/csrc)
+# imports the installed package
+if (REPO_ROOT / "keras_quaternion").is_dir() and str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from keras_quaternion.features import (  # noqa: E402

@@ -20,7 +20,35 @@
 #error "audio_sample.h was made for another sample rate than kq_frontend_config.h"
 #endif
 
-// Class names in the model's output order (FSDD: the spoken digits). Override with
+// The model's class names, clip length and feature key, written by kq-export --micro
+// (model_labels.h; KWS_MODEL_LABELS_HEADER names another file), when present.
+#ifndef KWS_MODEL_LABELS_HEADER
+#define KWS_MODEL_LABELS_HEADER "model_labels.h"
+#endif
+#if defined(__has_include)
+#if __has_include(KWS_MODEL_LABELS_HEADER)
+#include KWS_MODEL_LABELS_HEADER
+#endif
+#endif
+
+namespace {
+constexpr bool SameText(const char* a, const char* b) {
+  return *a == *b && (*a == '\0' || SameText(a + 1, b + 1));
+}
+}  // namespace
+
+#ifdef KWS_LABELS_CLIP_SAMPLES
+static_assert(KWS_LABELS_CLIP_SAMPLES == KWS_CLIP_SAMPLES,
+              "the model was trained on clips of KWS_LABELS_CLIP_SAMPLES samples (model_labels.h): "
+              "build with -DKWS_CLIP_SAMPLES=<that number> (make CLIP_SAMPLES=...)");
+#endif
+#ifdef KWS_LABELS_FEATURE_KEY
+static_assert(SameText(KWS_LABELS_FEATURE_KEY, KQ_FRONTEND_CONFIG_KEY),
+              "kq_frontend_config.h was generated for other features than the model's: use the "
+              "kq_frontend_config.h kq-export --micro wrote beside the model");
+#endif
+
+// Class names in the model's output order (default: the FSDD spoken digits). Override with
 // -DKWS_LABELS='{"yes", "no", ...}'.
 #ifndef KWS_LABELS
 #define KWS_LABELS \
@@ -70,6 +98,7 @@ extern "C" int kws_demo_run(void) {
   const char* label = result.top_class < kNumLabels ? kLabels[result.top_class] : "?";
   MicroPrintf("kws: '%s' -> class %d (%s), score %d/1000", KWS_AUDIO_SAMPLE_NAME,
               result.top_class, label, static_cast<int>(result.top_score * 1000.0f + 0.5f));
+  MicroPrintf("label: %s", label);
   MicroPrintf("kws: %d frames x %d mels, tensor arena used %d of %d bytes, app RAM %d bytes",
               result.frames, KQ_FRONTEND_N_MELS,
               static_cast<int>(kws_model_tflm_arena_used_bytes()),

@@ -8,7 +8,8 @@ Usage (from the repository root)::
 
 The file must be mono (or is mixed to mono) and at the front end's sample rate
 (``--sample-rate``, default 8000 as the FSDD config); it is written as ``int16`` with at most
-``--max-seconds`` seconds (default 1.0, the model's clip). The header defines
+``--max-seconds`` seconds (default 1.0) or ``--max-samples`` samples (the model's clip).
+The header defines
 
 * ``KWS_AUDIO_SAMPLE_RATE``, ``KWS_AUDIO_SAMPLE_LEN``, ``KWS_AUDIO_SAMPLE_NAME`` (macros);
 * ``static const int16_t kAudioSample[KWS_AUDIO_SAMPLE_LEN]``.
@@ -87,6 +88,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="audio_sample.h", help="output header")
     parser.add_argument("--sample-rate", type=int, default=8000, help="required rate (Hz)")
     parser.add_argument("--max-seconds", type=float, default=1.0, help="keep at most this much")
+    parser.add_argument(
+        "--max-samples", type=int, default=None, help="keep at most this many samples instead"
+    )
     args = parser.parse_args(argv)
     try:
         pcm, sr = sf.read(args.wav, dtype="int16", always_2d=True)
@@ -101,7 +105,10 @@ def main(argv=None) -> int:
     if args.max_seconds <= 0:
         raise SystemExit(f"wav_to_header: --max-seconds must be > 0, got {args.max_seconds}.")
     mono = pcm.astype(np.int32).mean(axis=1).round().astype(np.int16)
-    mono = mono[: max(1, int(round(args.max_seconds * sr)))]
+    if args.max_samples is not None and args.max_samples < 1:
+        raise SystemExit(f"wav_to_header: --max-samples must be >= 1, got {args.max_samples}.")
+    keep = args.max_samples or int(round(args.max_seconds * sr))
+    mono = mono[: max(1, keep)]
     if mono.size == 0:
         raise SystemExit(f"wav_to_header: {args.wav} holds no samples.")
     text = render_audio_header(mono, sr, Path(args.wav).name)
