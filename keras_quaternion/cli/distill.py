@@ -44,13 +44,7 @@ __all__ = ["distill_command"]
     default=None,
     help="Dataset (default: the one in metrics.json next to the teacher).",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Output folder.",
-)
+@shared_option("out")
 @click.option("--epochs", type=click.IntRange(1, 100000), default=20, show_default=True)
 @shared_option("temperature")
 @shared_option(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from keras_quaternion.cli.options import CONTEXT, dataset_options
+from keras_quaternion.cli.options import CONTEXT, dataset_options, shared_option
 from keras_quaternion.export.strategies import STRATEGY_NAMES
 from keras_quaternion.outdir import claim_out
 
@@ -40,13 +40,7 @@ def _fmt(value):
 @click.argument(
     "model_path", metavar="MODEL.keras", type=click.Path(dir_okay=False, path_type=Path)
 )
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder (created).",
-)
+@shared_option("out", help="Output folder (created).")
 @click.option(
     "--dataset", default=None, help="Dataset name (default: the one in metrics.json next to MODEL)."
 )

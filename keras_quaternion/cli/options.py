@@ -41,6 +41,12 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 #: options several commands share: (flags, click.option keywords); see :func:`shared_option`
 SHARED_OPTIONS = {
+    "out": (
+        ("--out", "out_dir"),
+        dict(
+            type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder."
+        ),
+    ),
     "temperature": (
         ("--temperature",),
         dict(

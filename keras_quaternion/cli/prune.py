@@ -66,13 +66,7 @@ MODEL_FILE = "model.keras"
     show_default=True,
     help="Prune residual-joined filters together, or leave them.",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Output folder.",
-)
+@shared_option("out")
 @click.option(
     "--dataset",
     default=None,

@@ -72,12 +72,8 @@ DEFAULT_DROPOUT = 0.1
 @shared_option("warmup_epochs")
 @shared_option("early_stopping")
 @shared_option("seed")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Output folder (default runs/<dataset>-<model>).",
+@shared_option(
+    "out", required=False, default=None, help="Output folder (default runs/<dataset>-<model>)."
 )
 @click.option(
     "--teacher",
