@@ -153,14 +153,44 @@ def _score(metrics):
 
 
 def run(args):
-    """Run the recipe for parsed arguments; returns the result rows (list of dicts)."""
-    import keras
-    import numpy as np
+    """Run the recipe for parsed arguments; returns the result rows (list of dicts).
+
+    The steps: check the arguments, prepare the data, list the jobs (a base model per family
+    member, then per ratio each pruning method with and without KD, and the pruned
+    architectures trained from scratch), run each (:class:`_Recipe`), writing the tables after
+    every job, and plot.
+    """
     from tqdm.auto import tqdm
 
+    names, methods, ratios, options = _checked(args)
+    out = Path(args.out or Path("runs") / "paper_recipe" / args.dataset).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    say = (lambda *a: None) if args.quiet else (lambda *a: tqdm.write(" ".join(map(str, a))))
+    prepared = _prepare(args, options)
+    say(f"data: {prepared!r}")
+    recipe = _Recipe(args, prepared, out)
+    rows = []
+    jobs = _jobs(names, methods, ratios, args.scratch)
+    bar = tqdm(jobs, desc="paper recipe", disable=args.quiet, unit="run")
+    for stage, name, method, p, kd in bar:
+        bar.set_postfix_str(f"{name} {stage} {method or ''} p={p:g}{' KD' if kd else ''}")
+        t0 = time.time()
+        rows.append(recipe.job(stage, name, method, p, kd))
+        row = rows[-1]
+        say(
+            f"{name:8s} {row['stage']:10s} {method or '-':16s} p={p:<4g} {row['score_name']} "
+            f"{_fmt(row['score'])} int8 {_fmt(row['int8_score'])} params {row['params']:,} "
+            f"({time.time() - t0:.0f} s)"
+        )
+        write_table(rows, out, args)
+    plot(rows, out / "accuracy_vs_macs.png", title=_title(prepared, args))
+    say(f"wrote {out / 'results.csv'}, {out / 'results.md'}, {out / 'accuracy_vs_macs.png'}")
+    return rows
+
+
+def _checked(args):
+    """``(names, methods, ratios, dataset options)`` of the parsed arguments, checked."""
     from keras_quaternion import models
-    from keras_quaternion.pruning import prune_and_finetune
-    from keras_quaternion.training import load_model, prepare, train
     from keras_quaternion.training.dataset_options import parse_options
 
     family = args.model_family
@@ -176,11 +206,13 @@ def run(args):
     options = parse_options(args.option)
     if args.dataset == "synthetic" and "samples_per_class" not in options:
         options["samples_per_class"] = args.samples_per_class
-    out = Path(args.out or Path("runs") / "paper_recipe" / args.dataset).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    say = (lambda *a: None) if args.quiet else (lambda *a: tqdm.write(" ".join(map(str, a))))
+    return names, methods, ratios, options
 
-    prepared = prepare(
+
+def _prepare(args, options):
+    from keras_quaternion.training import prepare
+
+    return prepare(
         args.dataset,
         args.data_dir,
         sample_rate=args.sample_rate,
@@ -191,16 +223,11 @@ def run(args):
         dataset_options=options,
         progress=not args.quiet,
     )
-    say(f"data: {prepared!r}")
-    rng = np.random.default_rng(args.seed)
-    x_train = prepared.features["train"]
-    pick = np.sort(
-        rng.choice(len(x_train), size=min(args.calibration, len(x_train)), replace=False)
-    )
-    calibration = np.asarray(x_train[pick], dtype=np.float32)
-    score_name = "mAP" if prepared.multi_label else "accuracy"
 
-    scratch_kinds = {"kd": [True], "both": [False, True], "none": []}[args.scratch]
+
+def _jobs(names, methods, ratios, scratch: str) -> list[tuple]:
+    """``(stage, model, method, p, kd)`` in run order: each model's base comes first."""
+    scratch_kinds = {"kd": [True], "both": [False, True], "none": []}[scratch]
     jobs = []
     for name in names:
         jobs.append(("base", name, None, 0.0, False))
@@ -210,91 +237,43 @@ def run(args):
                     jobs.append(("prune", name, method, p, kd))
             for kd in scratch_kinds:
                 jobs.append(("scratch", name, None, p, kd))
-    rows = []
-    exported = {}
-    bases = {}
-    pruned_arch = {}
-    common = dict(batch_size=args.batch_size, seed=args.seed, verbose=0)
-    bar = tqdm(jobs, desc="paper recipe", disable=args.quiet, unit="run")
-    for stage, name, method, p, kd in bar:
-        bar.set_postfix_str(f"{name} {stage} {method or ''} p={p:g}{' KD' if kd else ''}")
-        t0 = time.time()
+    return jobs
+
+
+class _Recipe:
+    """Runs the recipe's jobs, keeping what later jobs need: the trained base models, the
+    first pruned architecture per ``(model, p)`` and the exports already made."""
+
+    def __init__(self, args, prepared, out: Path):
+        import numpy as np
+
+        self.args, self.prepared, self.out = args, prepared, out
+        self.score_name = "mAP" if prepared.multi_label else "accuracy"
+        self.common = dict(batch_size=args.batch_size, seed=args.seed, verbose=0)
+        x_train = prepared.features["train"]
+        rng = np.random.default_rng(args.seed)
+        size = min(args.calibration, len(x_train))
+        pick = np.sort(rng.choice(len(x_train), size=size, replace=False))
+        self.calibration = np.asarray(x_train[pick], dtype=np.float32)
+        self.bases, self.pruned_arch, self.exported = {}, {}, {}
+
+    def job(self, stage: str, name: str, method, p: float, kd: bool) -> dict:
+        """Run one job; its result row."""
         if stage == "base":
-            run_dir = out / name / "base"
-            metrics = train(
-                name,
-                prepared,
-                out_dir=run_dir,
-                epochs=args.epochs,
-                lr=args.lr,
-                width=args.width,
-                model_name=name,
-                **common,
-            )
-            model = load_model(run_dir / "model.keras")
-            bases[name] = model
-            after = None
-            key = "base"
+            run_dir, metrics, model, after, key = self.base(name)
         elif stage == "prune":
-            run_dir = out / name / method / f"p{p:g}" / ("kd" if kd else "ft")
-            result = prune_and_finetune(
-                bases[name],
-                method,
-                p,
-                out_dir=run_dir,
-                prepared=prepared,
-                finetune_epochs=args.finetune_epochs,
-                kd=kd,
-                layers=args.layers,
-                lr=args.finetune_lr,
-                temperature=args.temperature,
-                alpha=args.alpha,
-                model_name=f"{name}-{method}-p{p:g}" + ("-kd" if kd else ""),
-                **common,
-            )
-            metrics, model = result["metrics"], result["model"]
-            pruned_arch.setdefault((name, p), run_dir / "pruned.keras")
-            after = result["before_finetune"].get(score_name)
-            key = "prune-kd" if kd else "prune"
-        else:  # scratch: the pruned architecture with fresh weights, trained from scratch
-            run_dir = out / name / "scratch" / f"p{p:g}" / ("kd" if kd else "plain")
-            arch = pruned_arch.get((name, p))
-            if arch is None:
-                raise SystemExit("paper_recipe: --methods must not be empty for scratch runs.")
-            keras.utils.set_random_seed(args.seed)
-            student = keras.models.clone_model(load_model(arch))  # new, freshly initialised
-            metrics = train(
-                student,
-                prepared,
-                out_dir=run_dir,
-                epochs=args.epochs,
-                lr=args.lr,
-                teacher=bases[name] if kd else None,
-                temperature=args.temperature,
-                alpha=args.alpha,
-                model_name=f"{name}-scratch-p{p:g}" + ("-kd" if kd else ""),
-                **common,
-            )
-            model = load_model(run_dir / "model.keras")
-            after = None
-            key = "scratch-kd" if kd else "scratch"
-        size, kind, int8_score = (None, "skipped", None)
-        arch = (name, p)
-        if args.tflite == "every" or (args.tflite == "per-architecture" and arch not in exported):
-            size, kind, int8_score = _tflite(
-                model, prepared, run_dir, calibration, args.tflite == "every"
-            )
-            exported[arch] = (size, kind)
-        elif args.tflite == "per-architecture":
-            size, kind = exported[arch]
-        row = {
-            "dataset": prepared.dataset,
+            run_dir, metrics, model, after, key = self.prune(name, method, p, kd)
+        else:
+            run_dir, metrics, model, after, key = self.scratch(name, p, kd)
+        size, kind, int8_score = self.export(model, run_dir, (name, p))
+        return {
+            "dataset": self.prepared.dataset,
             "model": name,
             "stage": STAGES[key],
             "method": method or "",
             "p": p,
             "kd": bool(kd),
-            "score_name": score_name,
+            "score_name": self.score_name,
             "score": _score(metrics),
             "score_after_pruning": after,
             "int8_score": int8_score,
@@ -303,18 +282,94 @@ def run(args):
             "tflite_bytes": size,
             "tflite_kind": kind,
             "seconds": metrics.get("seconds"),
-            "run_dir": str(run_dir.relative_to(out)),
+            "run_dir": str(run_dir.relative_to(self.out)),
         }
-        rows.append(row)
-        say(
-            f"{name:8s} {STAGES[key]:10s} {method or '-':16s} p={p:<4g} {score_name} "
-            f"{_fmt(row['score'])} int8 {_fmt(int8_score)} params {row['params']:,} "
-            f"({time.time() - t0:.0f} s)"
+
+    def base(self, name: str):
+        """Train the unpruned model."""
+        from keras_quaternion.training import load_model, train
+
+        args = self.args
+        run_dir = self.out / name / "base"
+        metrics = train(
+            name,
+            self.prepared,
+            out_dir=run_dir,
+            epochs=args.epochs,
+            lr=args.lr,
+            width=args.width,
+            model_name=name,
+            **self.common,
         )
-        write_table(rows, out, args)
-    plot(rows, out / "accuracy_vs_macs.png", title=_title(prepared, args))
-    say(f"wrote {out / 'results.csv'}, {out / 'results.md'}, {out / 'accuracy_vs_macs.png'}")
-    return rows
+        self.bases[name] = load_model(run_dir / "model.keras")
+        return run_dir, metrics, self.bases[name], None, "base"
+
+    def prune(self, name: str, method: str, p: float, kd: bool):
+        """Prune the base model by ``method`` at ratio ``p`` and fine-tune (or distil) it."""
+        from keras_quaternion.pruning import prune_and_finetune
+
+        args = self.args
+        run_dir = self.out / name / method / f"p{p:g}" / ("kd" if kd else "ft")
+        result = prune_and_finetune(
+            self.bases[name],
+            method,
+            p,
+            out_dir=run_dir,
+            prepared=self.prepared,
+            finetune_epochs=args.finetune_epochs,
+            kd=kd,
+            layers=args.layers,
+            lr=args.finetune_lr,
+            temperature=args.temperature,
+            alpha=args.alpha,
+            model_name=f"{name}-{method}-p{p:g}" + ("-kd" if kd else ""),
+            **self.common,
+        )
+        self.pruned_arch.setdefault((name, p), run_dir / "pruned.keras")
+        after = result["before_finetune"].get(self.score_name)
+        return run_dir, result["metrics"], result["model"], after, "prune-kd" if kd else "prune"
+
+    def scratch(self, name: str, p: float, kd: bool):
+        """The pruned architecture with fresh weights, trained from scratch (KD: from the base)."""
+        import keras
+
+        from keras_quaternion.training import load_model, train
+
+        args = self.args
+        run_dir = self.out / name / "scratch" / f"p{p:g}" / ("kd" if kd else "plain")
+        arch = self.pruned_arch.get((name, p))
+        if arch is None:
+            raise SystemExit("paper_recipe: --methods must not be empty for scratch runs.")
+        keras.utils.set_random_seed(args.seed)
+        student = keras.models.clone_model(load_model(arch))  # new, freshly initialised
+        metrics = train(
+            student,
+            self.prepared,
+            out_dir=run_dir,
+            epochs=args.epochs,
+            lr=args.lr,
+            teacher=self.bases[name] if kd else None,
+            temperature=args.temperature,
+            alpha=args.alpha,
+            model_name=f"{name}-scratch-p{p:g}" + ("-kd" if kd else ""),
+            **self.common,
+        )
+        model = load_model(run_dir / "model.keras")
+        return run_dir, metrics, model, None, "scratch-kd" if kd else "scratch"
+
+    def export(self, model, run_dir: Path, arch: tuple):
+        """``(bytes, kind, int8 score)`` of the model's ``.tflite``, as ``--tflite`` asks:
+        every model (scored), or once per architecture (size only)."""
+        mode = self.args.tflite
+        if mode == "every" or (mode == "per-architecture" and arch not in self.exported):
+            size, kind, score = _tflite(
+                model, self.prepared, run_dir, self.calibration, mode == "every"
+            )
+            self.exported[arch] = (size, kind)
+            return size, kind, score
+        if mode == "per-architecture":
+            return (*self.exported[arch], None)
+        return None, "skipped", None
 
 
 def _fmt(value, digits=4):

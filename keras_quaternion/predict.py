@@ -22,7 +22,7 @@ import numpy as np
 
 from keras_quaternion.model_info import ModelInfo, ModelInfoError, describe_model
 
-__all__ = ["FilePrediction", "Predictor"]
+__all__ = ["FilePrediction", "Predictor", "ends_in_logits"]
 
 #: a final partial window shorter than this fraction of a clip is dropped (unless it is the only one)
 MIN_LAST_WINDOW = 0.25
@@ -125,7 +125,7 @@ class Predictor:
         if path.suffix == ".keras":
             scorer, channels = _keras_scorer(path)
         elif path.suffix == ".tflite":
-            scorer, channels = _tflite_scorer(path)
+            scorer, channels = _tflite_scorer(path, info.multi_label)
         else:
             raise ValueError(f"'{path}' is neither a .keras nor a .tflite model file.")
         return cls(scorer, info, channels, **kwargs)
@@ -201,17 +201,41 @@ def _keras_scorer(path):
     return score, channels
 
 
-def _tflite_scorer(path):
-    """``(features -> probabilities, input channels)`` of a ``.tflite`` file."""
+def _tflite_scorer(path, multi_label: bool = False):
+    """``(features -> probabilities, input channels)`` of a ``.tflite`` file.
+
+    A file whose output is not made by a softmax or logistic operator ends in logits: its
+    outputs go through a softmax (a sigmoid for ``multi_label`` or a single output), as for a
+    ``.keras`` model that ends in logits.
+    """
     from keras_quaternion.export.tflite import inspect_tflite
-    from keras_quaternion.export.verify import dequantize, io_spec, predict_tflite, prepare_inputs
+    from keras_quaternion.export.verify import io_spec
 
     data = Path(path).read_bytes()
     spec = io_spec(data)
-    channels = int(spec.input_shape[-1])
-    custom = sorted(k for k in inspect_tflite(data).op_kinds if k.startswith("CUSTOM:"))
+    info = inspect_tflite(data)
+    raw = _tflite_runner(path, data, spec, info)
+    if not ends_in_logits(info):
+        return raw, int(spec.input_shape[-1])
+
+    def score(features):
+        out = np.asarray(raw(features), np.float64)
+        if multi_label or out.shape[-1] == 1:
+            return 1.0 / (1.0 + np.exp(-out))
+        out = np.exp(out - out.max(axis=-1, keepdims=True))
+        return out / out.sum(axis=-1, keepdims=True)
+
+    return score, int(spec.input_shape[-1])
+
+
+def _tflite_runner(path, data: bytes, spec, info):
+    """``features -> outputs`` (dequantized) by LiteRT, or by TFLite Micro for the compact
+    export's custom operators."""
+    from keras_quaternion.export.verify import dequantize, predict_tflite, prepare_inputs
+
+    custom = sorted(k for k in info.op_kinds if k.startswith("CUSTOM:"))
     if not custom:
-        return (lambda features: predict_tflite(data, features)), channels
+        return lambda features: predict_tflite(data, features)
     from keras_quaternion.export.tflm_runner import tflm_runner
 
     runner = tflm_runner()
@@ -222,13 +246,49 @@ def _tflite_scorer(path):
             "docs/deploy.md), or predict with the .keras model or an expanded/fast export."
         )
 
-    def score(features):
+    def run(features):
         raw = runner.run(data, prepare_inputs(spec, features))
         if np.issubdtype(spec.output_dtype, np.integer):
             return dequantize(raw, spec.output_scale, spec.output_zero_point)
         return raw.astype(np.float32)
 
-    return score, channels
+    return run
+
+
+#: Operators that make probabilities; quantize/dequantize steps between one and the output
+#: (an int8 file's float or int8 interface) are looked through.
+_PROBABILITY_OPS = {"SOFTMAX", "LOGISTIC"}
+_PASS_THROUGH_OPS = {"QUANTIZE", "DEQUANTIZE", "RESHAPE"}
+
+
+def ends_in_logits(info) -> bool:
+    """Whether a ``.tflite`` model's first output is not made by a softmax or logistic.
+
+    Args:
+        info: :func:`~keras_quaternion.export.tflite.inspect_tflite` of the file.
+
+    Example:
+        >>> import keras
+        >>> from keras_quaternion.export import to_tflite
+        >>> from keras_quaternion.export.tflite import inspect_tflite
+        >>> x = keras.Input((3,))
+        >>> logits = keras.Model(x, keras.layers.Dense(2)(x))
+        >>> ends_in_logits(inspect_tflite(to_tflite(logits, int8=False)))
+        True
+        >>> probs = keras.Model(x, keras.layers.Dense(2, activation="softmax")(x))
+        >>> ends_in_logits(inspect_tflite(to_tflite(probs, int8=False)))
+        False
+    """
+    producer = {out: op for op in info.operators for out in op.outputs}
+    tensor = info.outputs[0]
+    while tensor in producer:
+        op = producer[tensor]
+        if op.name in _PROBABILITY_OPS:
+            return False
+        if op.name not in _PASS_THROUGH_OPS or not op.inputs:
+            return True
+        tensor = op.inputs[0]
+    return True
 
 
 def info_from_options(

@@ -217,3 +217,28 @@ def test_a_tflite_export_finds_its_information_in_the_export_report(run, wavs, t
     record = json.loads(result.output)
     assert record["label"] in SYNTHETIC_CLASSES
     assert record["scores"][keras_top.label] == pytest.approx(keras_top.top[0][1], abs=0.1)
+
+
+def test_a_tflite_model_ending_in_logits_still_gives_probabilities(run, wavs, tmp_path):
+    from keras_quaternion.audio import load_audio
+    from keras_quaternion.export import to_tflite
+    from keras_quaternion.export.tflite import inspect_tflite
+    from keras_quaternion.predict import ends_in_logits
+    from keras_quaternion.training import load_model
+
+    info = read_info(run / "model.keras")
+    model = load_model(run / "model.keras")
+    files = {"probs": to_tflite(model, int8=False)}
+    model.layers[-1].activation = keras.activations.linear  # the same model, ending in logits
+    files["logits"] = to_tflite(model, int8=False)
+    scores = {}
+    for name, flat in files.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "model.tflite").write_bytes(flat)
+        (folder / "export_report.json").write_text(json.dumps(info.to_dict()))
+        assert ends_in_logits(inspect_tflite(flat)) == (name == "logits")
+        predictor = Predictor.from_file(folder / "model.tflite")
+        scores[name], _ = predictor.scores(load_audio(wavs[0][2], sample_rate=RATE))
+    np.testing.assert_allclose(scores["logits"].sum(axis=-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(scores["logits"], scores["probs"], atol=1e-5)

@@ -242,6 +242,41 @@ def test_quaternion_model_computes_deltas_and_exports_to_int8(built, tmp_path):
     assert report["verification"]["top1_agreement"] >= 0.75
 
 
+def test_models_with_in_model_deltas_prune_distil_and_predict(built, tmp_path):
+    """kq-prune, distillation (quaternion and real teachers) and kq-predict on models that take
+    log-mel and start with QuaternionDeltas."""
+    import soundfile as sf
+
+    from keras_quaternion.datasets.synthetic import generate_clip
+    from keras_quaternion.layers.deltas import QuaternionDeltas
+    from keras_quaternion.predict import Predictor
+    from keras_quaternion.pruning import prune_and_finetune
+    from keras_quaternion.training import train
+    from keras_quaternion.training.model_io import load_model
+
+    _, data, _ = built
+    tiny = dict(epochs=1, batch_size=8, verbose=0)
+    train("qcnn6", data, out_dir=tmp_path / "q", width=0.125, **tiny)
+    model = load_model(tmp_path / "q" / "model.keras")
+    pruned = prune_and_finetune(model, "operator-norm", 0.25, out_dir=tmp_path / "pruned",
+                                prepared=data, finetune_epochs=1, kd=True, batch_size=8,
+                                verbose=0)  # fmt: skip
+    assert isinstance(pruned["model"].layers[1], QuaternionDeltas)
+    assert pruned["metrics"]["params"] < model.count_params()
+    assert pruned["model"].input_shape == model.input_shape == (None, data.frames, 32, 1)
+    train("cnn6", data, out_dir=tmp_path / "real", width=0.0625, **tiny)
+    for teacher in ("q", "real"):
+        result = train("qcnn6", data, out_dir=tmp_path / f"student-{teacher}", width=0.0625,
+                       teacher=tmp_path / teacher / "model.keras", **tiny)  # fmt: skip
+        assert 0.0 <= result["test"]["accuracy"] <= 1.0
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, generate_clip(3, 0, sample_rate=8000, clip_seconds=0.5, seed=5), 8000)
+    for path in (tmp_path / "q" / "model.keras", tmp_path / "pruned" / "model.keras"):
+        prediction = Predictor.from_file(path).predict_file(wav)
+        assert prediction.error is None and prediction.label in data.class_names
+        assert sum(score for _, score in prediction.top) <= 1.0 + 1e-6
+
+
 MULTIWORKER = """
 import json, sys
 from keras_quaternion.training import make_strategy, prepare, train

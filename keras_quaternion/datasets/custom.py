@@ -212,6 +212,85 @@ def _find_csv(data_dir) -> Path:
     return cands[0]
 
 
+def _check_csv_options(test_fraction, validation_fraction, seed, multi_label, separator):
+    """The checked ``(test_fraction, validation_fraction, seed)`` of :func:`load_csv`."""
+    test_fraction = check_fraction("csv", "test_fraction", test_fraction)
+    validation_fraction = check_fraction("csv", "validation_fraction", validation_fraction)
+    if test_fraction + validation_fraction >= 0.9:
+        raise ValueError(
+            f"Dataset 'csv': test_fraction + validation_fraction must be < 0.9, got "
+            f"{test_fraction} + {validation_fraction}."
+        )
+    seed = check_int("csv", "seed", seed, 0)
+    if not isinstance(multi_label, bool):
+        raise ValueError(
+            f"Dataset 'csv': option multi_label must be True or False, got {multi_label!r}."
+        )
+    if not isinstance(separator, str) or not separator or separator == ",":
+        raise ValueError(
+            f"Dataset 'csv': option label_separator must be a non-empty string other than ',', "
+            f"got {separator!r}."
+        )
+    return test_fraction, validation_fraction, seed
+
+
+def _row_labels(csv_path: Path, row: dict[str, str], n: int, multi_label, separator) -> list:
+    """The label names of data row ``n`` (1-based)."""
+    parts = row["label"].split(separator) if multi_label else [row["label"]]
+    parts = [p.strip() for p in parts if p.strip()]
+    if not parts:
+        raise DatasetLayoutError(
+            "csv", csv_path.parent, f"'{csv_path.name}' row {n} has an empty label", CSV_LAYOUT
+        )
+    return parts
+
+
+def _csv_classes(classes, parsed: list[list[str]]) -> list[str]:
+    """The class names: ``classes`` checked, or the sorted distinct labels."""
+    if classes is None:
+        return sorted({lab for labs in parsed for lab in labs})
+    if isinstance(classes, str):
+        raise ValueError("Dataset 'csv': option classes must be a list of names, not a string.")
+    class_names = [str(c) for c in classes]
+    if len(set(class_names)) != len(class_names) or not class_names:
+        raise ValueError(f"Dataset 'csv': option classes must be distinct names, got {classes!r}.")
+    return class_names
+
+
+def _row_example(csv_path: Path, row, n: int, labs, class_names, multi_label):
+    """``(split, Example)`` of data row ``n``: its split checked, its path made absolute
+    (relative to the CSV's folder) and its labels as an index or a multi-hot vector."""
+    index = {c: i for i, c in enumerate(class_names)}
+    bad = [lab for lab in labs if lab not in index]
+    if bad:
+        raise DatasetLayoutError(
+            "csv",
+            csv_path.parent,
+            f"'{csv_path.name}' row {n} has label(s) {bad} not in classes {class_names}",
+            CSV_LAYOUT,
+        )
+    split_value = row.get("split", "").strip().lower() or "train"
+    if split_value not in _SPLIT_ALIASES:
+        raise DatasetLayoutError(
+            "csv",
+            csv_path.parent,
+            f"'{csv_path.name}' row {n} has split {row.get('split')!r}; use train, validation "
+            "(or val) or test",
+            CSV_LAYOUT,
+        )
+    path = Path(row["path"]).expanduser()
+    if not path.is_absolute():
+        path = csv_path.parent / path
+    if multi_label:
+        label = np.zeros(len(class_names), bool)
+        label[[index[lab] for lab in labs]] = True
+    elif len(labs) != 1:
+        raise DatasetLayoutError("csv", csv_path.parent, f"row {n} has several labels", CSV_LAYOUT)
+    else:
+        label = index[labs[0]]
+    return _SPLIT_ALIASES[split_value], Example(str(path), label, {"row": n})
+
+
 @register(
     "csv",
     description="Your own clips listed in a CSV: path,label[,split].",
@@ -254,82 +333,23 @@ def load_csv(
         >>> ds = load_csv("labels.csv", classes=["cat", "dog"])  # doctest: +SKIP
     """
     csv_path = _find_csv(data_dir)
-    test_fraction = check_fraction("csv", "test_fraction", test_fraction)
-    validation_fraction = check_fraction("csv", "validation_fraction", validation_fraction)
-    if test_fraction + validation_fraction >= 0.9:
-        raise ValueError(
-            f"Dataset 'csv': test_fraction + validation_fraction must be < 0.9, got "
-            f"{test_fraction} + {validation_fraction}."
-        )
-    seed = check_int("csv", "seed", seed, 0)
-    if not isinstance(multi_label, bool):
-        raise ValueError(
-            f"Dataset 'csv': option multi_label must be True or False, got {multi_label!r}."
-        )
-    if not isinstance(label_separator, str) or not label_separator or label_separator == ",":
-        raise ValueError(
-            f"Dataset 'csv': option label_separator must be a non-empty string other than ',', "
-            f"got {label_separator!r}."
-        )
+    test_fraction, validation_fraction, seed = _check_csv_options(
+        test_fraction, validation_fraction, seed, multi_label, label_separator
+    )
     rows = read_csv_rows("csv", csv_path, ("path", "label"), CSV_LAYOUT)
     if not rows:
         raise DatasetLayoutError(
             "csv", csv_path.parent, f"'{csv_path.name}' has no rows", CSV_LAYOUT
         )
-
-    def labels_of(row: dict[str, str], n: int) -> list[str]:
-        parts = row["label"].split(label_separator) if multi_label else [row["label"]]
-        parts = [p.strip() for p in parts if p.strip()]
-        if not parts:
-            raise DatasetLayoutError(
-                "csv", csv_path.parent, f"'{csv_path.name}' row {n} has an empty label", CSV_LAYOUT
-            )
-        return parts
-
-    parsed = [labels_of(r, n) for n, r in enumerate(rows, start=1)]
-    if classes is None:
-        class_names = sorted({lab for labs in parsed for lab in labs})
-    else:
-        if isinstance(classes, str):
-            raise ValueError("Dataset 'csv': option classes must be a list of names, not a string.")
-        class_names = [str(c) for c in classes]
-        if len(set(class_names)) != len(class_names) or not class_names:
-            raise ValueError(
-                f"Dataset 'csv': option classes must be distinct names, got {classes!r}."
-            )
-    index = {c: i for i, c in enumerate(class_names)}
+    parsed = [
+        _row_labels(csv_path, r, n, multi_label, label_separator)
+        for n, r in enumerate(rows, start=1)
+    ]
+    class_names = _csv_classes(classes, parsed)
     examples: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
     for n, (row, labs) in enumerate(zip(rows, parsed), start=1):
-        bad = [lab for lab in labs if lab not in index]
-        if bad:
-            raise DatasetLayoutError(
-                "csv",
-                csv_path.parent,
-                f"'{csv_path.name}' row {n} has label(s) {bad} not in classes {class_names}",
-                CSV_LAYOUT,
-            )
-        split_value = row.get("split", "").strip().lower() or "train"
-        if split_value not in _SPLIT_ALIASES:
-            raise DatasetLayoutError(
-                "csv",
-                csv_path.parent,
-                f"'{csv_path.name}' row {n} has split {row.get('split')!r}; use train, validation "
-                "(or val) or test",
-                CSV_LAYOUT,
-            )
-        path = Path(row["path"]).expanduser()
-        if not path.is_absolute():
-            path = csv_path.parent / path
-        if multi_label:
-            label = np.zeros(len(class_names), bool)
-            label[[index[lab] for lab in labs]] = True
-        else:
-            if len(labs) != 1:
-                raise DatasetLayoutError(
-                    "csv", csv_path.parent, f"row {n} has several labels", CSV_LAYOUT
-                )
-            label = index[labs[0]]
-        examples[_SPLIT_ALIASES[split_value]].append(Example(str(path), label, {"row": n}))
+        split_value, example = _row_example(csv_path, row, n, labs, class_names, multi_label)
+        examples[split_value].append(example)
     splits, notes = _carve(
         examples,
         test_fraction,

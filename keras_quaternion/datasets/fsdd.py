@@ -94,71 +94,15 @@ def load_fsdd(
     check_choice("fsdd", "split", split, ("takes", "speaker"))
     seed = check_int("fsdd", "seed", seed, 0)
     validation_fraction = check_fraction("fsdd", "validation_fraction", validation_fraction)
-    rec = root / "recordings"
-    if not rec.is_dir():
-        if any(_NAME.match(p.name) for p in root.glob("*.wav")):
-            rec, root = root, root.parent  # data_dir points at recordings/ itself
-        else:
-            raise DatasetLayoutError("fsdd", root, "there is no 'recordings/' folder", LAYOUT)
-    files = sorted(p for p in rec.iterdir() if _NAME.match(p.name))
-    if not files:
-        raise DatasetLayoutError(
-            "fsdd", rec, "no files named {digit}_{speaker}_{take}.wav in 'recordings/'", LAYOUT
-        )
-    speakers_info = {}
-    if (root / "speakers.json").is_file():
-        try:
-            speakers_info = json.loads((root / "speakers.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            speakers_info = {}  # optional file; a broken copy only loses gender/accent meta
-
-    examples = []
-    for p in files:
-        digit, speaker, take = _NAME.match(p.name).groups()
-        speaker = speaker.lower()
-        meta = {"speaker": speaker, "take": int(take)}
-        extra = speakers_info.get(speaker, {}) if isinstance(speakers_info, dict) else {}
-        meta.update({k: extra[k] for k in ("gender", "accent") if k in extra})
-        examples.append(Example(str(p), int(digit), meta))
+    rec, root = _recordings(root)
+    examples = _examples(rec, _speakers_info(root))
     found = sorted({e.meta["speaker"] for e in examples})
-
-    splits: dict[str, list[Example]]
     if split == "takes":
-        test = [e for e in examples if e.meta["take"] <= 4]
-        rest = [e for e in examples if e.meta["take"] > 4]
-        train, val = stratified_holdout(
-            rest,
-            float(validation_fraction),
-            seed=seed,
-            stratify=lambda e: (e.label, e.meta["speaker"]),
-        )
-        splits = {"train": train, "validation": val, "test": test}
-        protocol = (
-            f"conventional: takes 0-4 test; validation = seeded ({seed}) "
-            f"{validation_fraction:g} of the rest, stratified by digit and speaker"
-        )
+        splits, protocol = _takes_split(examples, float(validation_fraction), seed)
     else:
         test_s = _as_tuple(test_speakers, "test_speakers")
         val_s = _as_tuple(validation_speakers, "validation_speakers")
-        for option, chosen in (("test_speakers", test_s), ("validation_speakers", val_s)):
-            bad = [s for s in chosen if s not in found]
-            if bad:
-                raise ValueError(
-                    f"Dataset 'fsdd': option {option} names unknown speaker(s) {bad}; speakers in "
-                    f"'{rec}': {found}."
-                )
-        if not test_s:
-            raise ValueError("Dataset 'fsdd': option test_speakers must name at least one speaker.")
-        if set(test_s) & set(val_s):
-            raise ValueError(
-                f"Dataset 'fsdd': test_speakers {list(test_s)} and validation_speakers "
-                f"{list(val_s)} overlap; a speaker can only be in one split."
-            )
-        if not set(found) - set(test_s) - set(val_s):
-            raise ValueError(
-                "Dataset 'fsdd': test_speakers and validation_speakers leave no speaker for "
-                f"training (speakers: {found})."
-            )
+        _check_speakers(test_s, val_s, found, rec)
         splits = {
             "train": [e for e in examples if e.meta["speaker"] not in test_s + val_s],
             "validation": [e for e in examples if e.meta["speaker"] in val_s],
@@ -178,3 +122,83 @@ def load_fsdd(
             "options": {"split": split, "seed": seed},
         },
     )
+
+
+def _recordings(root):
+    """``(recordings folder, dataset root)``; ``root`` may be the recordings folder itself."""
+    rec = root / "recordings"
+    if not rec.is_dir():
+        if any(_NAME.match(p.name) for p in root.glob("*.wav")):
+            return root, root.parent  # data_dir points at recordings/ itself
+        raise DatasetLayoutError("fsdd", root, "there is no 'recordings/' folder", LAYOUT)
+    return rec, root
+
+
+def _speakers_info(root) -> dict:
+    """``speakers.json`` (gender and accent per speaker), or ``{}`` when absent or broken."""
+    if not (root / "speakers.json").is_file():
+        return {}
+    try:
+        info = json.loads((root / "speakers.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # optional file; a broken copy only loses gender/accent meta
+    return info if isinstance(info, dict) else {}
+
+
+def _examples(rec, speakers_info: dict) -> list[Example]:
+    """One :class:`Example` per ``{digit}_{speaker}_{take}.wav``, sorted by file name."""
+    files = sorted(p for p in rec.iterdir() if _NAME.match(p.name))
+    if not files:
+        raise DatasetLayoutError(
+            "fsdd", rec, "no files named {digit}_{speaker}_{take}.wav in 'recordings/'", LAYOUT
+        )
+    examples = []
+    for p in files:
+        digit, speaker, take = _NAME.match(p.name).groups()
+        speaker = speaker.lower()
+        meta = {"speaker": speaker, "take": int(take)}
+        extra = speakers_info.get(speaker, {})
+        meta.update({k: extra[k] for k in ("gender", "accent") if k in extra})
+        examples.append(Example(str(p), int(digit), meta))
+    return examples
+
+
+def _takes_split(examples, validation_fraction: float, seed: int):
+    """The conventional split and its protocol text: takes 0-4 test, a seeded holdout of the
+    rest (stratified by digit and speaker) validation."""
+    test = [e for e in examples if e.meta["take"] <= 4]
+    rest = [e for e in examples if e.meta["take"] > 4]
+    train, val = stratified_holdout(
+        rest,
+        validation_fraction,
+        seed=seed,
+        stratify=lambda e: (e.label, e.meta["speaker"]),
+    )
+    protocol = (
+        f"conventional: takes 0-4 test; validation = seeded ({seed}) "
+        f"{validation_fraction:g} of the rest, stratified by digit and speaker"
+    )
+    return {"train": train, "validation": val, "test": test}, protocol
+
+
+def _check_speakers(test_s, val_s, found, rec) -> None:
+    """Known speakers, at least one for test, none in two splits and some left to train on."""
+    for option, chosen in (("test_speakers", test_s), ("validation_speakers", val_s)):
+        bad = [s for s in chosen if s not in found]
+        if bad:
+            raise ValueError(
+                f"Dataset 'fsdd': option {option} names unknown speaker(s) {bad}; speakers in "
+                f"'{rec}': {found}."
+            )
+    if not test_s:
+        raise ValueError("Dataset 'fsdd': option test_speakers must name at least one speaker.")
+    if set(test_s) & set(val_s):
+        raise ValueError(
+            f"Dataset 'fsdd': test_speakers {list(test_s)} and validation_speakers "
+            f"{list(val_s)} overlap; a speaker can only be in one split."
+        )
+    if not set(found) - set(test_s) - set(val_s):
+        raise ValueError(
+            "Dataset 'fsdd': test_speakers and validation_speakers leave no speaker for "
+            f"training (speakers: {found})."
+        )

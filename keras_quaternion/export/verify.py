@@ -572,35 +572,48 @@ def verify_tflite(tflite_model, inputs, *, strict=False, arena_size=None, float_
     ref = run_litert(data, x, reference=True)
     micro = run_tflm(data, x, arena_size=arena_size)
     fast = run_litert(data, x, reference=False)
+    result, per_sample = _compare(spec, ref, micro, fast)
+    if not spec.quantized:
+        _check_float(result, ref, per_sample, float_rtol)
+    elif not result.identical:
+        _explain_int8(result, data, x, ref, micro, per_sample, strict)
+    return result
+
+
+def _compare(spec, ref, micro, fast):
+    """The :class:`VerificationResult` of the outputs (nothing explained yet) and the largest
+    difference per input."""
+    n = len(ref)
     wide_ref, wide_micro = ref.astype(np.float64), micro.astype(np.float64)
-    per_sample = np.abs(wide_ref - wide_micro).reshape(len(x), -1).max(axis=1)
-    top1 = float(
-        np.mean(
-            np.argmax(wide_ref.reshape(len(x), -1), 1)
-            == np.argmax(wide_micro.reshape(len(x), -1), 1)
-        )
-    )
-    fast_diff = float(np.max(np.abs(fast.astype(np.float64) - wide_micro)))
+    per_sample = np.abs(wide_ref - wide_micro).reshape(n, -1).max(axis=1)
+    same_top1 = np.argmax(wide_ref.reshape(n, -1), 1) == np.argmax(wide_micro.reshape(n, -1), 1)
     result = VerificationResult(
-        samples=len(x),
+        samples=n,
         int8=spec.quantized,
         identical_samples=int(np.sum(per_sample == 0)),
         max_abs_diff=float(per_sample.max()),
-        top1_agreement=top1,
+        top1_agreement=float(np.mean(same_top1)),
         rounding_explained=[],
-        default_kernels_max_abs_diff=fast_diff,
+        default_kernels_max_abs_diff=float(np.max(np.abs(fast.astype(np.float64) - wide_micro))),
     )
-    if not spec.quantized:
-        tol = float_rtol * (1.0 + float(np.max(np.abs(wide_ref))))
-        if result.max_abs_diff > tol:
-            raise VerificationError(
-                f"Float model: TFLite Micro and LiteRT outputs differ by {result.max_abs_diff:.3g} "
-                f"(allowed {tol:.3g}) on {len(x) - int(np.sum(per_sample <= tol))} of {len(x)} "
-                f"inputs."
-            )
-        return result
-    if result.identical:
-        return result
+    return result, per_sample
+
+
+def _check_float(result, ref, per_sample, float_rtol: float) -> None:
+    """A float model's outputs must agree within ``float_rtol`` (relative to the largest)."""
+    tol = float_rtol * (1.0 + float(np.max(np.abs(ref.astype(np.float64)))))
+    if result.max_abs_diff > tol:
+        n = result.samples
+        raise VerificationError(
+            f"Float model: TFLite Micro and LiteRT outputs differ by {result.max_abs_diff:.3g} "
+            f"(allowed {tol:.3g}) on {n - int(np.sum(per_sample <= tol))} of {n} inputs."
+        )
+
+
+def _explain_int8(result, data, x, ref, micro, per_sample, strict: bool) -> None:
+    """Trace every differing int8 input to its first diverging operator: differences proved to
+    be FULLY_CONNECTED rounding are recorded in ``result``; anything else (or anything with
+    ``strict``) raises :class:`VerificationError`."""
     info = inspect_tflite(data)
     seen = {}
     for i in np.nonzero(per_sample > 0)[0]:
@@ -631,7 +644,6 @@ def verify_tflite(tflite_model, inputs, *, strict=False, arena_size=None, float_
             f"FULLY_CONNECTED requantization rounding (LiteRT single, TFLite Micro double "
             f"rounding) at {[e[2] for e in result.rounding_explained]}, but strict=True."
         )
-    return result
 
 
 def litert_latency(tflite_model, *, runs=50, warmup=5, num_threads=1, xnnpack=True):

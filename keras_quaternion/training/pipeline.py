@@ -475,25 +475,48 @@ class PreparedData:
         self._check_split(split)
         _check_channels(channels)
         self._check_stored(channels)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        _check_batch_size(batch_size)
         mixup, gain_db, freq_warp, time_shift = _check_augmentation(
             mixup, gain_db, freq_warp, time_shift
         )
-        x, y = self.features[split], self.labels[split]
-        n = len(y)
+        n = len(self.labels[split])
         if n == 0:
             raise ValueError(
                 f"PreparedData '{self.dataset}': the {split} split is empty; nothing to iterate."
             )
         shuffle = (split == "train") if shuffle is None else bool(shuffle)
         one_hot = bool(one_hot or mixup > 0) and not self.multi_label
+        epoch_seed = _mix_seed(seed, epoch)
+        own = _worker_rows(self.features[split], n, worker)
+        ds = _example_order(n, own, shuffle, epoch_seed)
+        ds = ds.batch(int(batch_size), drop_remainder=bool(drop_remainder) and n >= batch_size)
+        ds = ds.map(
+            self._batch_loader(split, channels, one_hot),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        augment = _augmenter(
+            self.frames, self.n_mels, epoch_seed, spec_augment, mixup, gain_db, freq_warp,
+            time_shift,
+        )  # fmt: skip
+        if augment is not None:
+            ds = ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        options = tf.data.Options()
+        policy = tf.data.experimental.AutoShardPolicy
+        options.experimental_distribute.auto_shard_policy = (
+            policy.DATA if own is None else policy.OFF  # sharded by worker above
+        )
+        options.deterministic = True
+        return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+    def _batch_loader(self, split: str, channels: int, one_hot: bool):
+        """The ``tf.data`` map from a batch of example indices to ``(features, labels)``."""
+        import tensorflow as tf
+
+        x, y = self.features[split], self.labels[split]
         frames, mels, classes = self.frames, self.n_mels, self.num_classes
         label_dtype = tf.float32 if self.multi_label else tf.int64
         label_shape = (None, classes) if self.multi_label else (None,)
-        epoch_seed = _mix_seed(seed, epoch)
 
         def gather(idx):
             rows = np.asarray(x[idx], dtype=np.float32)
@@ -509,46 +532,7 @@ class PreparedData:
                 yb = tf.one_hot(yb, classes, dtype=tf.float32)
             return xb, yb
 
-        own = _worker_rows(x, n, worker)
-        if own is None:
-            ds = tf.data.Dataset.range(n)
-            if shuffle:
-                ds = ds.shuffle(n, seed=epoch_seed, reshuffle_each_iteration=False)
-        else:
-            ds = tf.data.Dataset.from_tensor_slices(own)
-            if shuffle:
-                ds = ds.shuffle(len(own), seed=epoch_seed, reshuffle_each_iteration=True)
-            ds = ds.repeat()
-        ds = ds.batch(int(batch_size), drop_remainder=bool(drop_remainder) and n >= batch_size)
-        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if spec_augment or mixup > 0 or gain_db > 0 or freq_warp > 0 or time_shift > 0:
-            width_t = max(1, int(round(frames * 64 / 1001)))
-            width_f = max(1, mels // 8)
-            max_shift = int(round(frames * time_shift))
-
-            def augment(batch_index, batch):
-                xb, yb = batch
-                key = tf.stack([tf.constant(epoch_seed, tf.int64), batch_index])
-                if freq_warp > 0:
-                    xb = _freq_warp(xb, key + 3571, freq_warp)
-                if max_shift > 0:
-                    xb = _time_shift(xb, key + 6151, max_shift)
-                if gain_db > 0:
-                    xb = _gain(xb, key + 4241, gain_db)
-                if spec_augment:
-                    xb = _spec_augment(xb, key, width_t, width_f)
-                if mixup > 0:
-                    xb, yb = _mixup(xb, yb, key + 7919, mixup)
-                return xb, yb
-
-            ds = ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-        options = tf.data.Options()
-        policy = tf.data.experimental.AutoShardPolicy
-        options.experimental_distribute.auto_shard_policy = (
-            policy.DATA if own is None else policy.OFF  # sharded by worker above
-        )
-        options.deterministic = True
-        return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+        return load
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={v}" for k, v in self.sizes().items())
@@ -571,6 +555,59 @@ def _worker_rows(x, n: int, worker) -> np.ndarray | None:
     if hasattr(x, "worker_rows"):  # a sharded cache: whole shard files per worker
         return x.worker_rows(index, count)
     return np.arange(index, n, count, dtype=np.int64)
+
+
+def _check_batch_size(batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+
+
+def _example_order(n: int, own, shuffle: bool, epoch_seed: int):
+    """The ``tf.data`` dataset of example indices: all ``n`` once, or a worker's ``own`` rows
+    repeated without end (the caller counts the steps)."""
+    import tensorflow as tf
+
+    if own is None:
+        ds = tf.data.Dataset.range(n)
+        if shuffle:
+            ds = ds.shuffle(n, seed=epoch_seed, reshuffle_each_iteration=False)
+        return ds
+    ds = tf.data.Dataset.from_tensor_slices(own)
+    if shuffle:
+        ds = ds.shuffle(len(own), seed=epoch_seed, reshuffle_each_iteration=True)
+    return ds.repeat()
+
+
+def _augmenter(frames, mels, epoch_seed, spec_augment, mixup, gain_db, freq_warp, time_shift):
+    """The ``tf.data`` map ``(batch_index, (x, y)) -> (x, y)`` applying the augmentations in a
+    fixed order, each with its own key from the epoch's seed and the batch index; ``None``
+    when all are off."""
+    import tensorflow as tf
+
+    if not (spec_augment or mixup > 0 or gain_db > 0 or freq_warp > 0 or time_shift > 0):
+        return None
+    width_t = max(1, int(round(frames * 64 / 1001)))
+    width_f = max(1, mels // 8)
+    max_shift = int(round(frames * time_shift))
+
+    def augment(batch_index, batch):
+        xb, yb = batch
+        key = tf.stack([tf.constant(epoch_seed, tf.int64), batch_index])
+        if freq_warp > 0:
+            xb = _freq_warp(xb, key + 3571, freq_warp)
+        if max_shift > 0:
+            xb = _time_shift(xb, key + 6151, max_shift)
+        if gain_db > 0:
+            xb = _gain(xb, key + 4241, gain_db)
+        if spec_augment:
+            xb = _spec_augment(xb, key, width_t, width_f)
+        if mixup > 0:
+            xb, yb = _mixup(xb, yb, key + 7919, mixup)
+        return xb, yb
+
+    return augment
 
 
 def _check_channels(channels) -> None:
@@ -961,43 +998,42 @@ def prepare(
     )
     if where.cached is not None:
         return where.cached
-    ds, name, folder, config = where.ds, where.name, where.folder, where.config
-    options, resolved_dir, clip_seconds = where.options, where.data_dir, where.clip_seconds
-    if not ds.splits["train"]:
-        raise ValueError(f"Dataset '{name}': the train split is empty; nothing to train on.")
+    if not where.ds.splits["train"]:
+        raise ValueError(f"Dataset '{where.name}': the train split is empty; nothing to train on.")
     if where.cache_format == "logmel16":
         from keras_quaternion.training import shards as kq_shards
 
-        _make_cache_folder(folder, kq_shards.ABANDONED_TEMP_AGE)
-        kq_shards.build_shards(ds, folder, where.plan(), workers=workers, progress=progress)
-        return kq_shards.load_sharded(folder)
+        _make_cache_folder(where.folder, kq_shards.ABANDONED_TEMP_AGE)
+        kq_shards.build_shards(
+            where.ds, where.folder, where.plan(), workers=workers, progress=progress
+        )
+        return kq_shards.load_sharded(where.folder)
+    return _build_float32(where, progress)
+
+
+def _build_float32(where: _Located, progress: bool) -> PreparedData:
+    """Compute every split into ``where.folder``, then write its manifest (last: it marks the
+    cache complete) and read the cache back."""
+    ds, folder = where.ds, where.folder
     _make_cache_folder(folder)
     started = time.time()
     skipped: dict[str, list[tuple[str, str]]] = {}
     for split in SPLITS:
-        skipped[split], kept = _compute_split(ds, split, config, clip_seconds, folder, progress)
+        skipped[split], kept = _compute_split(
+            ds, split, where.config, where.clip_seconds, folder, progress
+        )
         if split == "train":  # a class with no decodable example is as bad as an empty folder
             ds.check_decoded_classes(split, kept, skipped[split])
-    all_skipped = [item for split in SPLITS for item in skipped[split]]
-    if all_skipped:
-        total = sum(len(ds.splits[s]) for s in SPLITS)
-        shown = "; ".join(f"{n_} ({r})" for n_, r in all_skipped[:10])
-        more = f" and {len(all_skipped) - 10} more" if len(all_skipped) > 10 else ""
-        warnings.warn(
-            f"Dataset '{name}': skipped {len(all_skipped)} of {total} audio files that could not "
-            f"be decoded: {shown}{more}. The list is kept in {folder / 'manifest.json'}.",
-            UserWarning,
-            stacklevel=2,
-        )
+    _warn_skipped(where, skipped)
     manifest = {
         "pipeline": PIPELINE_VERSION,
-        "dataset": name,
+        "dataset": where.name,
         "class_names": list(ds.class_names),
         "multi_label": bool(ds.multi_label),
-        "feature_config": config.to_dict(),
-        "clip_seconds": clip_seconds,
-        "options": _json_safe(options),
-        "data_dir": resolved_dir,
+        "feature_config": where.config.to_dict(),
+        "clip_seconds": where.clip_seconds,
+        "options": _json_safe(where.options),
+        "data_dir": where.data_dir,
         "protocol": ds.info.get("protocol", ""),
         "skipped": {s: [list(item) for item in skipped[s]] for s in SPLITS},
         "seconds": round(time.time() - started, 3),
@@ -1009,6 +1045,22 @@ def prepare(
     if loaded is None:  # pragma: no cover - we just wrote it
         raise RuntimeError(f"The feature cache in {folder} could not be read back.")
     return loaded
+
+
+def _warn_skipped(where: _Located, skipped: dict[str, list[tuple[str, str]]]) -> None:
+    """One warning naming (up to ten of) the files that could not be decoded."""
+    all_skipped = [item for split in SPLITS for item in skipped[split]]
+    if not all_skipped:
+        return
+    total = sum(len(where.ds.splits[s]) for s in SPLITS)
+    shown = "; ".join(f"{n_} ({r})" for n_, r in all_skipped[:10])
+    more = f" and {len(all_skipped) - 10} more" if len(all_skipped) > 10 else ""
+    warnings.warn(
+        f"Dataset '{where.name}': skipped {len(all_skipped)} of {total} audio files that could "
+        f"not be decoded: {shown}{more}. The list is kept in {where.folder / 'manifest.json'}.",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 @dataclasses.dataclass
@@ -1077,87 +1129,32 @@ def _locate(
     cache_format,
     shard_size,
 ) -> _Located:
-    """Resolve a :func:`prepare` call: the dataset, its settings and its cache folder."""
-    from keras_quaternion import datasets as kq_datasets
+    """Resolve a :func:`prepare` call: the dataset, its settings and its cache folder.
 
-    options = dict(dataset_options or {})
-    if isinstance(dataset, str):
-        spec = kq_datasets.spec(dataset)  # ValueError listing known names
-        name = dataset
-        generated = not spec.needs_data_dir
-        allowed = spec.options
-        if "seed" in allowed and "seed" not in options:
-            options["seed"] = int(seed)
-    elif isinstance(dataset, kq_datasets.AudioDataset):
-        spec, name, generated, allowed = None, dataset.name, False, {}
-    else:
-        raise TypeError(
-            f"prepare: dataset must be a dataset name (one of {kq_datasets.names()}) or an "
-            f"AudioDataset, got {type(dataset).__name__}."
-        )
+    The steps: name the dataset and its options (:func:`_dataset_options`), choose the
+    features (:func:`_features`) and the clip length (:func:`_clip_length`), then look for the
+    cache, first by the settings alone for a generated dataset (no need to generate it to find
+    its cache), else by the loaded dataset's files (:func:`_cache_folder`).
+    """
+    name, generated, options = _dataset_options(dataset, dataset_options, seed)
     default_sr, default_clip = dataset_defaults(name)
-    if feature_config is not None:
-        if not isinstance(feature_config, FeatureConfig):
-            raise TypeError(
-                f"prepare: feature_config must be a FeatureConfig, got "
-                f"{type(feature_config).__name__}."
-            )
-        config = feature_config
-    else:
-        config = feature_config_for(default_sr if sample_rate is None else sample_rate, n_mels)
-    if clip_seconds is None:
-        clip_seconds = default_clip
-    if clip_seconds is not None:
-        try:
-            clip_seconds = float(clip_seconds)
-        except (TypeError, ValueError):
-            clip_seconds = float("nan")
-        if not (math.isfinite(clip_seconds) and clip_seconds > 0):
-            raise ValueError(
-                f"clip_seconds must be a positive number of seconds, got {clip_seconds!r}."
-            )
+    config = _features(feature_config, default_sr if sample_rate is None else sample_rate, n_mels)
+    clip_seconds = _clip_length(default_clip if clip_seconds is None else clip_seconds)
     if generated:
-        # generate at the pipeline's rate and length (no resampling, nothing cropped)
-        if "sample_rate" in allowed and "sample_rate" not in options:
-            options["sample_rate"] = config.sample_rate
-        if "clip_seconds" in allowed and "clip_seconds" not in options and clip_seconds:
-            options["clip_seconds"] = clip_seconds
-        options = {**allowed, **options}  # full option set: defaults are part of the key
-
+        options = _generator_options(dataset, options, config, clip_seconds)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     resolved_dir = None if data_dir is None else str(Path(data_dir).expanduser().resolve())
-    base = {
-        "pipeline": PIPELINE_VERSION,
-        "dataset": name,
-        "options": options,
-        "data_dir": resolved_dir,
-        "features": config.cache_key(),
-        "sample_rate": config.sample_rate,
-    }
     cache_format, shard_size = _check_format(cache_format, shard_size)
-    if cache_format != "float32":  # the float32 cache keeps the keys it always had
-        base.update(format=cache_format, shard_size=shard_size)
-
-    ds = None
+    base = _cache_key(name, options, resolved_dir, config, cache_format, shard_size)
     if generated and clip_seconds is not None:
         folder = root / "features" / name / _sha({**base, "clip": clip_seconds})[:20]
         cached = _load_any(folder, cache_format)
         if cached is not None:
             return _Located(cached=cached)
-    if isinstance(dataset, str):
-        ds = kq_datasets.load(name, data_dir, **options)
-    else:
-        ds = dataset
-        base["info"] = ds.info
+    ds = _load_dataset(dataset, name, data_dir, options, base)
     if clip_seconds is None:
         clip_seconds = _measure_clip_seconds(ds)
-    samples = int(round(clip_seconds * config.sample_rate))
-    if samples < config.min_num_samples():
-        raise ValueError(
-            f"clip_seconds={clip_seconds:g} gives {samples} samples at {config.sample_rate} Hz, "
-            f"fewer than the {config.min_num_samples()} the features need "
-            f"({config.delta_width} frames for the delta window); use a longer clip."
-        )
+    _check_long_enough(clip_seconds, config)
     key = {**base, "clip": clip_seconds}
     if not generated:
         key["fingerprint"] = _fingerprint(ds)
@@ -1165,7 +1162,6 @@ def _locate(
     cached = _load_any(folder, cache_format)
     if cached is not None:
         return _Located(cached=cached)
-
     return _Located(
         ds=ds,
         name=name,
@@ -1177,6 +1173,102 @@ def _locate(
         cache_format=cache_format,
         shard_size=shard_size,
     )
+
+
+def _dataset_options(dataset, dataset_options, seed) -> tuple[str, bool, dict]:
+    """``(name, generated, options)`` of a dataset name or :class:`AudioDataset`.
+
+    A generated dataset that takes a ``seed`` gets :func:`prepare`'s unless its options set one.
+    """
+    from keras_quaternion import datasets as kq_datasets
+
+    options = dict(dataset_options or {})
+    if isinstance(dataset, kq_datasets.AudioDataset):
+        return dataset.name, False, options
+    if not isinstance(dataset, str):
+        raise TypeError(
+            f"prepare: dataset must be a dataset name (one of {kq_datasets.names()}) or an "
+            f"AudioDataset, got {type(dataset).__name__}."
+        )
+    spec = kq_datasets.spec(dataset)  # ValueError listing known names
+    if "seed" in spec.options and "seed" not in options:
+        options["seed"] = int(seed)
+    return dataset, not spec.needs_data_dir, options
+
+
+def _generator_options(dataset: str, options: dict, config, clip_seconds) -> dict:
+    """A generated dataset's full option set, made at the pipeline's rate and clip length.
+
+    Nothing is resampled or cropped, and the defaults are part of the cache key.
+    """
+    from keras_quaternion import datasets as kq_datasets
+
+    allowed = kq_datasets.spec(dataset).options
+    options = dict(options)
+    if "sample_rate" in allowed and "sample_rate" not in options:
+        options["sample_rate"] = config.sample_rate
+    if "clip_seconds" in allowed and "clip_seconds" not in options and clip_seconds:
+        options["clip_seconds"] = clip_seconds
+    return {**allowed, **options}
+
+
+def _features(feature_config, sample_rate: int, n_mels: int) -> FeatureConfig:
+    """The given :class:`FeatureConfig`, or the pipeline's for the rate and mel count."""
+    if feature_config is None:
+        return feature_config_for(sample_rate, n_mels)
+    if not isinstance(feature_config, FeatureConfig):
+        raise TypeError(
+            f"prepare: feature_config must be a FeatureConfig, got {type(feature_config).__name__}."
+        )
+    return feature_config
+
+
+def _clip_length(clip_seconds) -> float | None:
+    """``clip_seconds`` as a positive float, or ``None`` (measured from the data later)."""
+    if clip_seconds is None:
+        return None
+    try:
+        value = float(clip_seconds)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"clip_seconds must be a positive number of seconds, got {value!r}.")
+    return value
+
+
+def _cache_key(name, options, data_dir, config, cache_format: str, shard_size: int) -> dict:
+    """The settings a cache folder's name is a hash of (the clip length comes later)."""
+    base = {
+        "pipeline": PIPELINE_VERSION,
+        "dataset": name,
+        "options": options,
+        "data_dir": data_dir,
+        "features": config.cache_key(),
+        "sample_rate": config.sample_rate,
+    }
+    if cache_format != "float32":  # the float32 cache keeps the keys it always had
+        base.update(format=cache_format, shard_size=shard_size)
+    return base
+
+
+def _load_dataset(dataset, name: str, data_dir, options: dict, key: dict):
+    """The :class:`AudioDataset`: loaded by name, or the given one (its ``info`` joins ``key``)."""
+    from keras_quaternion import datasets as kq_datasets
+
+    if isinstance(dataset, str):
+        return kq_datasets.load(name, data_dir, **options)
+    key["info"] = dataset.info
+    return dataset
+
+
+def _check_long_enough(clip_seconds: float, config: FeatureConfig) -> None:
+    samples = int(round(clip_seconds * config.sample_rate))
+    if samples < config.min_num_samples():
+        raise ValueError(
+            f"clip_seconds={clip_seconds:g} gives {samples} samples at {config.sample_rate} Hz, "
+            f"fewer than the {config.min_num_samples()} the features need "
+            f"({config.delta_width} frames for the delta window); use a longer clip."
+        )
 
 
 def build_cache(
