@@ -115,65 +115,82 @@ def build_dependency_graph(model):
 
 
 def _visit(graph, atoms, node, n_calls):
+    """Label the channels of one node's outputs and record its role.
+
+    Producers (convolutions, dense layers) start new atoms; layers that carry prunable channels
+    pass, tie, merge or reshape them (:func:`_classify`, :func:`_carry`); anything else blocks
+    them (the channels reaching it are fixed, with the reason).
+    """
     op = node.operation
-    name = op.name
-    cls = type(op).__name__
     ins = [graph.channel_labels(t) for t in node.input_tensors]
-    outs_t = node.output_tensors
-    carrying = any(len(lab) and lab.any() for lab in ins)
-
-    def set_out(labels):
-        for t in outs_t:
-            graph.set_channel_labels(t, labels)
-
-    def block(message, kind="unsupported"):
-        for lab in ins:
-            atoms.fix_all(lab, kind, message)
-        graph.record(op, "blocked", node)
-
     if isinstance(op, keras.layers.InputLayer):
         graph.record(op, "input", node)
         return
-
     kind = producer_kind(op) if isinstance(op, keras.layers.Layer) else None
     if kind is not None:
-        units = units_of(op)
-        if len(outs_t) != 1 or len(ins) != 1:
-            block(f"layer '{name}' ({cls}) has several inputs or outputs")
-            return
-        if kind == "quaternion":
-            _tie_quaternion(atoms, ins[0], name)
-        ids = atoms.new(name, units)
-        if name not in graph.producers:
-            graph.producers[name] = Producer(
-                name, cls, kind, units, units * (4 if kind == "quaternion" else 1)
-            )
-            graph.producers[name]._first_atom = int(ids[0])
-        set_out(np.tile(ids, 4) if kind == "quaternion" else ids)
-        graph.record(op, "producer", node)
-        if n_calls > 1:
-            message = f"layer '{name}' is shared (called {n_calls} times)"
-            atoms.fix_all(ids, "shared", message)
-            atoms.fix_all(ins[0], "shared", message)
+        _visit_producer(graph, atoms, node, ins, kind, n_calls)
         return
-
-    if not carrying:
+    if not any(len(lab) and lab.any() for lab in ins):
         # Nothing prunable flows here: pass zeros on, whatever the layer is.
-        for t in outs_t:
+        for t in node.output_tensors:
             graph.channel_labels(t)
         graph.record(op, "untouched", node)
         return
-
     if n_calls > 1 and op.weights:
-        block(
-            f"layer '{name}' ({cls}) has weights and is shared (called {n_calls} times)", "shared"
+        message = (
+            f"layer '{op.name}' ({type(op).__name__}) has weights and is shared "
+            f"(called {n_calls} times)"
         )
+        _block(graph, atoms, node, ins, message, "shared")
         return
-
     role, result = _classify(op, node, ins)
     if role is None:
-        block(result)
+        _block(graph, atoms, node, ins, result)
         return
+    _set_out(graph, node, _carry(atoms, node, ins, role, result))
+    graph.record(op, role, node)
+
+
+def _set_out(graph, node, labels) -> None:
+    for t in node.output_tensors:
+        graph.set_channel_labels(t, labels)
+
+
+def _block(graph, atoms, node, ins, message: str, kind: str = "unsupported") -> None:
+    """Fix every channel reaching ``node`` (it cannot follow a pruning) and record it."""
+    for lab in ins:
+        atoms.fix_all(lab, kind, message)
+    graph.record(node.operation, "blocked", node)
+
+
+def _visit_producer(graph, atoms, node, ins, kind: str, n_calls: int) -> None:
+    """A layer that makes channels: new atoms (one per quaternion filter, tied over the four
+    components), fixed when the layer is shared."""
+    op = node.operation
+    name = op.name
+    if len(node.output_tensors) != 1 or len(ins) != 1:
+        message = f"layer '{name}' ({type(op).__name__}) has several inputs or outputs"
+        _block(graph, atoms, node, ins, message)
+        return
+    if kind == "quaternion":
+        _tie_quaternion(atoms, ins[0], name)
+    units = units_of(op)
+    ids = atoms.new(name, units)
+    if name not in graph.producers:
+        channels = units * (4 if kind == "quaternion" else 1)
+        graph.producers[name] = Producer(name, type(op).__name__, kind, units, channels)
+        graph.producers[name]._first_atom = int(ids[0])
+    _set_out(graph, node, np.tile(ids, 4) if kind == "quaternion" else ids)
+    graph.record(op, "producer", node)
+    if n_calls > 1:
+        message = f"layer '{name}' is shared (called {n_calls} times)"
+        atoms.fix_all(ids, "shared", message)
+        atoms.fix_all(ins[0], "shared", message)
+
+
+def _carry(atoms, node, ins, role: str, result):
+    """The output labels of a node that carries channels in ``role`` (ties made on the way)."""
+    name = node.operation.name
     if role == "merge":
         width = node.output_tensors[0].shape[-1]
         full = [lab for lab in ins if len(lab) == width]
@@ -182,17 +199,15 @@ def _visit(graph, atoms, node, n_calls):
                 atoms.fix_all(lab, "broadcast", f"broadcast over all channels at '{name}'")
         for other in full[1:]:
             atoms.tie(full[0], other, name)
-        set_out(full[0])
-    elif role == "quaternion-per-channel":
+        return full[0]
+    if role == "quaternion-per-channel":
         _tie_quaternion(atoms, ins[0], name)
-        set_out(ins[0])
-    elif role == "concatenate":
-        set_out(np.concatenate(ins))
-    elif role == "reshape":
-        set_out(result)
-    else:
-        set_out(ins[0])
-    graph.record(op, role, node)
+        return ins[0]
+    if role == "concatenate":
+        return np.concatenate(ins)
+    if role == "reshape":
+        return result
+    return ins[0]
 
 
 def _tie_quaternion(atoms, labels, where):
@@ -208,72 +223,77 @@ def _tie_quaternion(atoms, labels, where):
 
 def _classify(op, node, ins):
     """(role, payload) for a layer/op carrying prunable channels; role None = unsupported."""
-    name, cls = op.name, type(op).__name__
     unsupported = (
         None,
-        f"passes through layer '{name}' of type {cls}, which the pruning graph does not understand",
+        f"passes through layer '{op.name}' of type {type(op).__name__}, which the pruning graph "
+        "does not understand",
     )
     if len(node.output_tensors) != 1:
         return unsupported
+    if isinstance(op, keras.layers.Layer):
+        return _classify_layer(op, node, ins, unsupported)
+    return _classify_op(op, node, ins, unsupported)
+
+
+def _classify_layer(op, node, ins, unsupported):
+    """The role of a Keras layer."""
     out_shape = node.output_tensors[0].shape
     in_shape = node.input_tensors[0].shape
     rank = len(in_shape)
-
-    if isinstance(op, keras.layers.Layer):
-        if isinstance(op, QBatchNormalization):
-            return "quaternion-per-channel", None
-        if isinstance(op, keras.layers.BatchNormalization):
-            return ("per-channel", None) if _axes(op.axis, rank) == (rank - 1,) else unsupported
-        if isinstance(op, keras.layers.LayerNormalization):
-            return ("pass-through", None) if rank - 1 not in _axes(op.axis, rank) else unsupported
-        if isinstance(op, keras.layers.PReLU):
+    keep = ("pass-through", None)
+    if isinstance(op, QBatchNormalization):
+        return "quaternion-per-channel", None
+    if isinstance(op, keras.layers.BatchNormalization):
+        return ("per-channel", None) if _axes(op.axis, rank) == (rank - 1,) else unsupported
+    if isinstance(op, keras.layers.LayerNormalization | keras.layers.Softmax):
+        return keep if rank - 1 not in _axes(op.axis, rank) else unsupported
+    if isinstance(op, keras.layers.PReLU):
+        return "per-channel", None
+    if isinstance(op, keras.layers.DepthwiseConv1D | keras.layers.DepthwiseConv2D):
+        if op.depth_multiplier == 1 and _channel_axis_ok(op):
             return "per-channel", None
-        if isinstance(op, keras.layers.DepthwiseConv1D | keras.layers.DepthwiseConv2D):
-            if op.depth_multiplier == 1 and _channel_axis_ok(op):
-                return "per-channel", None
-            return unsupported
-        if isinstance(op, keras.layers.Activation):
-            fn = getattr(op.activation, "__name__", "")
-            return unsupported if "softmax" in fn else ("pass-through", None)
-        if isinstance(op, keras.layers.Softmax):
-            return ("pass-through", None) if rank - 1 not in _axes(op.axis, rank) else unsupported
-        if isinstance(op, PRESERVING_LAYERS) or isinstance(op, tuple(REGISTERED_PRESERVING)):
-            if node.output_tensors[0].shape[-1] != in_shape[-1]:
-                return unsupported
-            return "pass-through", None
-        if isinstance(op, POOLING_LAYERS):
-            return ("pass-through", None) if _channel_axis_ok(op) else unsupported
-        if isinstance(op, keras.layers.Permute):
-            return ("pass-through", None) if op.dims[-1] == rank - 1 else unsupported
-        if isinstance(op, keras.layers.Flatten | keras.layers.Reshape):
-            return _reshape_role(ins[0], out_shape, unsupported)
-        if isinstance(op, MERGE_LAYERS):
-            return _merge_role(node, unsupported)
-        if isinstance(op, keras.layers.Concatenate):
-            return _concat_role(node, op.axis, unsupported)
         return unsupported
+    if isinstance(op, keras.layers.Activation):
+        fn = getattr(op.activation, "__name__", "")
+        return unsupported if "softmax" in fn else keep
+    if isinstance(op, PRESERVING_LAYERS) or isinstance(op, tuple(REGISTERED_PRESERVING)):
+        return keep if out_shape[-1] == in_shape[-1] else unsupported
+    if isinstance(op, POOLING_LAYERS):
+        return keep if _channel_axis_ok(op) else unsupported
+    if isinstance(op, keras.layers.Permute):
+        return keep if op.dims[-1] == rank - 1 else unsupported
+    if isinstance(op, keras.layers.Flatten | keras.layers.Reshape):
+        return _reshape_role(ins[0], out_shape, unsupported)
+    if isinstance(op, MERGE_LAYERS):
+        return _merge_role(node, unsupported)
+    if isinstance(op, keras.layers.Concatenate):
+        return _concat_role(node, op.axis, unsupported)
+    return unsupported
 
-    # keras.ops operations in a functional graph
+
+def _classify_op(op, node, ins, unsupported):
+    """The role of a ``keras.ops`` operation in a functional graph."""
+    cls = type(op).__name__
+    rank = len(node.input_tensors[0].shape)
+    keep = ("pass-through", None)
     if cls in OPS_UNARY:
         if len(node.input_tensors) != 1 or not _scalar_args(node):
             return unsupported
-        return "pass-through", None
+        return keep
     if cls in ("Softmax", "LogSoftmax"):
-        return ("pass-through", None) if rank - 1 not in _axes(op.axis, rank) else unsupported
+        return keep if rank - 1 not in _axes(op.axis, rank) else unsupported
     if cls in OPS_BINARY:
         if len(node.input_tensors) == 1:
-            return ("pass-through", None) if _scalar_args(node) else unsupported
+            return keep if _scalar_args(node) else unsupported
         return _merge_role(node, unsupported)
     if cls in OPS_REDUCE:
-        axes = _axes(getattr(op, "axis", None), rank)
-        return ("pass-through", None) if rank - 1 not in axes else unsupported
+        return keep if rank - 1 not in _axes(getattr(op, "axis", None), rank) else unsupported
     if cls in OPS_RESHAPE:
-        return _reshape_role(ins[0], out_shape, unsupported)
+        return _reshape_role(ins[0], node.output_tensors[0].shape, unsupported)
     if cls == "Transpose":
-        axes = op.axes
-        if axes is None:
+        if op.axes is None:
             return unsupported
-        return ("pass-through", None) if axes[-1] % rank == rank - 1 else unsupported
+        return keep if op.axes[-1] % rank == rank - 1 else unsupported
     if cls == "Concatenate":
         return _concat_role(node, op.axis, unsupported)
     return unsupported
