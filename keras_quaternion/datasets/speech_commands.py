@@ -105,6 +105,59 @@ def _silence_examples(
     return out
 
 
+def _class_names(root, words: list[str], task: int) -> list[str]:
+    """Every word (task 35), or the command words, ``_unknown_`` and ``_silence_`` (task 12)."""
+    if task == 35:
+        return list(words)
+    missing = [w for w in COMMAND_WORDS if w not in words]
+    if missing:
+        raise DatasetLayoutError(
+            "speech_commands", root, f"task=12 needs the word folder(s) {missing}", LAYOUT
+        )
+    return [*COMMAND_WORDS, UNKNOWN, SILENCE]
+
+
+def _word_examples(root, words: list[str], class_names: list[str]):
+    """``(examples of the classes' words, examples of the other words)``, each per split, by the
+    official list files."""
+    validation = _read_list(root, "validation_list.txt")
+    testing = _read_list(root, "testing_list.txt")
+    index = {w: i for i, w in enumerate(class_names)}
+    by_split: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
+    unknown: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
+    for word in words:
+        for p in list_audio(root / word, recursive=False):
+            rel = f"{word}/{p.name}"
+            split = "test" if rel in testing else "validation" if rel in validation else "train"
+            meta = {"speaker": p.stem.split("_nohash_")[0], "word": word}
+            if word in index:
+                by_split[split].append(Example(str(p), index[word], meta))
+            else:
+                unknown[split].append(Example(str(p), index.get(UNKNOWN, -1), meta))
+    if not any(by_split.values()):
+        raise DatasetLayoutError("speech_commands", root, "the word folders hold no audio", LAYOUT)
+    return by_split, unknown
+
+
+def _add_unknown_and_silence(
+    root, by_split, unknown, silence_fraction, unknown_fraction, seed: int, silence_label: int
+) -> None:
+    """Task 12: add to each split a seeded sample of unknown-word clips and silence segments
+    cut from the background noise, both in proportion to its command-word clips."""
+    noise = _noise_files(root)
+    for i, split in enumerate(("train", "validation", "test")):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, i]))
+        n_known = len(by_split[split])
+        pool = unknown[split]
+        if unknown_fraction is not None:
+            n_unknown = min(len(pool), math.ceil(unknown_fraction * n_known))
+            pick = np.sort(rng.choice(len(pool), size=n_unknown, replace=False))
+            pool = [pool[j] for j in pick]
+        n_silence = math.ceil(silence_fraction * n_known)
+        by_split[split] += pool
+        by_split[split] += _silence_examples(noise, split, n_silence, rng, silence_label)
+
+
 @register(
     "speech_commands",
     description="Speech Commands v0.02: 35 words (or 12 classes), 1 s clips at 16 kHz.",
@@ -166,48 +219,13 @@ def load_speech_commands(
     )
     if not words:
         raise DatasetLayoutError("speech_commands", root, "no word folders were found", LAYOUT)
-    validation = _read_list(root, "validation_list.txt")
-    testing = _read_list(root, "testing_list.txt")
-
-    if task == 35:
-        class_names = list(words)
-    else:
-        missing = [w for w in COMMAND_WORDS if w not in words]
-        if missing:
-            raise DatasetLayoutError(
-                "speech_commands", root, f"task=12 needs the word folder(s) {missing}", LAYOUT
-            )
-        class_names = [*COMMAND_WORDS, UNKNOWN, SILENCE]
-    index = {w: i for i, w in enumerate(class_names)}
-
-    by_split: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
-    unknown: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
-    for word in words:
-        for p in list_audio(root / word, recursive=False):
-            rel = f"{word}/{p.name}"
-            split = "test" if rel in testing else "validation" if rel in validation else "train"
-            meta = {"speaker": p.stem.split("_nohash_")[0], "word": word}
-            if word in index:
-                by_split[split].append(Example(str(p), index[word], meta))
-            else:
-                unknown[split].append(Example(str(p), index[UNKNOWN], meta))
-    if not any(by_split.values()):
-        raise DatasetLayoutError("speech_commands", root, "the word folders hold no audio", LAYOUT)
-
+    class_names = _class_names(root, words, task)
+    by_split, unknown = _word_examples(root, words, class_names)
     protocol = "official validation_list.txt / testing_list.txt"
     if task == 12:
-        noise = _noise_files(root)
-        for i, split in enumerate(("train", "validation", "test")):
-            rng = np.random.default_rng(np.random.SeedSequence([seed, i]))
-            n_known = len(by_split[split])
-            pool = unknown[split]
-            if unknown_fraction is not None:
-                n_unknown = min(len(pool), math.ceil(unknown_fraction * n_known))
-                pick = np.sort(rng.choice(len(pool), size=n_unknown, replace=False))
-                pool = [pool[j] for j in pick]
-            n_silence = math.ceil(silence_fraction * n_known)
-            by_split[split] += pool
-            by_split[split] += _silence_examples(noise, split, n_silence, rng, index[SILENCE])
+        _add_unknown_and_silence(
+            root, by_split, unknown, silence_fraction, unknown_fraction, seed, len(class_names) - 1
+        )
         protocol += (
             f"; 12 classes with silence {silence_fraction:g} and unknown "
             f"{'all' if unknown_fraction is None else f'{unknown_fraction:g}'} per command clip "
