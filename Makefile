@@ -70,8 +70,13 @@ figures-trained:
 		--out $(OUT)/qcnn_vs_cnn.md --json $(OUT)/qcnn_vs_cnn.json \
 		--plot docs/img/qcnn_vs_cnn_fsdd.png
 	$(SPLICE) docs/training.md qcnn_vs_cnn $(OUT)/qcnn_vs_cnn.md
+	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
+		--protocol refit --models qcnn6:0.25 --out $(OUT)/speaker_refit.md \
+		--json $(OUT)/speaker_refit.json
+	$(SPLICE) docs/training.md speaker_refit $(OUT)/speaker_refit.md
 	$(PY) benchmarks/bench_recipe.py --data-dir $(FSDD) --work-dir $(OUT)/recipe \
-		--speaker-json $(OUT)/qcnn_vs_cnn.json --out $(OUT)/recipe.md
+		--speaker-json $(OUT)/qcnn_vs_cnn.json --speaker-json $(OUT)/speaker_refit.json \
+		--out $(OUT)/recipe.md
 	$(SPLICE) docs/training.md recipe_targets $(OUT)/recipe.md
 	$(PY) apps/paper_recipe.py --dataset fsdd --data-dir $(FSDD) --width 0.125 \
 		--n-mels 32 --layers conv_block2_conv1,conv_block3_conv1,conv_block4_conv1 \

@@ -20,8 +20,16 @@ comparison is between models, not between training settings.
         --plot docs/img/qcnn_vs_cnn_fsdd.png          # about 1.5 h on 2 CPU cores
     python benchmarks/bench_qcnn_vs_cnn.py --quick   # 1 seed, 2 epochs, 2 models: checks it runs
 
-Runs are ``train()`` folders under ``--work-dir`` (default ``build/qcnn_vs_cnn``): a finished run
-is read back, not trained again, so the script can be stopped and rerun.
+``--protocol refit`` trains on all five non-test speakers instead (george too, no validation,
+the recipe's last epoch kept), as one does once the recipe is chosen; theo stays the test:
+
+    python benchmarks/bench_qcnn_vs_cnn.py --protocol refit --models qcnn6:0.25 \
+        --json build/figures/speaker_refit.json --out build/figures/speaker_refit.md
+
+Runs are ``train()`` folders under ``--work-dir`` (default ``build/qcnn_vs_cnn``, plus
+``/refit`` for that protocol): a finished run is read back, not trained again, so the script
+can be stopped and rerun, and ``--train-only`` processes with other ``--models`` or ``--seeds``
+can train in parallel before one last run makes the tables.
 """  # noqa: E501
 
 from __future__ import annotations
@@ -52,6 +60,21 @@ MODELS = [
     ("cnn10", 0.25),
     ("cnn10", 0.125),
 ]
+
+#: ``--protocol``: FSDD speaker-split loader options, and what they mean. ``select`` holds a
+#: validation speaker out (it picks the epoch kept, and chose the default recipe); ``refit``
+#: then trains on all five non-test speakers for the recipe's epochs and keeps the last one.
+#: Both test on theo, whom no choice saw.
+PROTOCOLS = {
+    "select": (
+        {"split": "speaker"},
+        "train jackson, nicolas, lucas, yweweler; validation george picks the epoch kept",
+    ),
+    "refit": (
+        {"split": "speaker", "validation_speakers": []},
+        "train all five non-test speakers (george too), no validation, the last epoch kept",
+    ),
+}
 
 #: ``(comparison, quaternion model, real model)``: what each pair of rows answers.
 PAIRS = [
@@ -129,7 +152,7 @@ def measure(prepared, seeds, work: Path, epochs, models=MODELS) -> list[dict]:
                 "test_accuracy": accs,
                 "train_accuracy": [r["train"]["accuracy"] for r in runs],
                 "last_epoch_train_accuracy": [_last_epoch_accuracy(r) for r in runs],
-                "best_epoch": [r["validation"]["best_epoch"] for r in runs],
+                "best_epoch": [(r.get("validation") or {}).get("best_epoch") for r in runs],
                 "epochs": runs[0]["epochs"],
             }
         )
@@ -181,26 +204,28 @@ def _pair_row(name: str, q: dict, r: dict) -> str:
     )
 
 
-def tables(records: list[dict], seeds, note: str) -> str:
+def tables(records: list[dict], seeds, note: str, protocol: str = "select") -> str:
     """The Markdown tables: one row per model, then one per comparison."""
     lines = [
-        f"FSDD, speaker-independent split (test: theo, 500 clips), seeds {list(seeds)}, "
-        f"{records[0]['epochs']} epochs, the default recipe. {note}",
+        f"FSDD, speaker-independent split (test: theo, 500 clips; {PROTOCOLS[protocol][1]}), "
+        f"seeds {list(seeds)}, {records[0]['epochs']} epochs, the default recipe. {note}",
         "",
         "| model | width | params | MACs / clip | int8 flatbuffer (expanded) | int8 flatbuffer "
         "(compact) | test accuracy (mean ± sd) | per seed | train accuracy | seed 0: float → "
         "int8 expanded / compact |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *[_row(r) for r in records],
-        "",
-        "| comparison | models | test accuracy, quaternion − real (± combined sd) | params ratio "
-        "| MACs ratio | smallest int8 flatbuffer ratio |",
-        "|---|---|---|---|---|---|",
     ]
     found = {(r["model"], r["width"]): r for r in records}
-    for name, q, r in PAIRS:
-        if q in found and r in found:
-            lines.append(_pair_row(name, found[q], found[r]))
+    pairs = [_pair_row(name, found[q], found[r]) for name, q, r in PAIRS if {q, r} <= set(found)]
+    if pairs:
+        lines += [
+            "",
+            "| comparison | models | test accuracy, quaternion − real (± combined sd) | params "
+            "ratio | MACs ratio | smallest int8 flatbuffer ratio |",
+            "|---|---|---|---|---|---|",
+            *pairs,
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -280,6 +305,20 @@ def main(argv=None) -> int:
         help="Comma-separated MODEL:WIDTH rows of MODELS to run (default all), e.g. qcnn6:0.25 "
         "for the speaker-split target alone.",
     )
+    parser.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        default="select",
+        help="select: validation speaker george picks the epoch kept (default); refit: train "
+        "on all five non-test speakers, keep the last epoch.",
+    )
+    parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="Train (or find) the runs and stop: no exports, no tables. Several such processes "
+        "with other --models or --seeds and the same --work-dir share the work; a last run "
+        "without it reads them back.",
+    )
     args = parser.parse_args(argv)
     models = _chosen_models(args.models)
     if not (args.data_dir / "recordings").is_dir():
@@ -292,20 +331,32 @@ def main(argv=None) -> int:
         "fsdd",
         args.data_dir,
         cache_dir=args.cache_dir,
-        dataset_options={"split": "speaker"},
+        dataset_options=PROTOCOLS[args.protocol][0],
         progress=False,
     )
+    if args.protocol != "select":
+        args.work_dir = args.work_dir / args.protocol
     seeds = [int(s) for s in args.seeds.split(",")]
     epochs = None
     if args.quick:
         seeds, models, epochs = seeds[:1], MODELS[:2], 2
         args.work_dir = args.work_dir / "quick"
+    if args.train_only:
+        for model, width in models:
+            for seed in seeds:
+                train_model(prepared, model, width, seed, args.work_dir, epochs)
+        return 0
     records = measure(prepared, seeds, args.work_dir, epochs, models)
     note = (
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
-        f"({os.cpu_count()} CPUs), `python benchmarks/bench_qcnn_vs_cnn.py`."
+        f"({os.cpu_count()} CPUs), `python benchmarks/bench_qcnn_vs_cnn.py"
+        + ("" if args.protocol == "select" else f" --protocol {args.protocol}")
+        + ("" if args.models is None else f" --models {args.models}")
+        + "`."
     )
-    text = tables(records, seeds, note)
+    for record in records:
+        record["protocol"] = args.protocol
+    text = tables(records, seeds, note, args.protocol)
     print(text)
     if args.out:
         atomic_write(args.out, text, make_parents=True)
