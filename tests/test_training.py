@@ -720,3 +720,17 @@ def test_killed_kq_train_resumes_and_finishes(repo_root, cache_dir, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == epochs
     assert keras.models.load_model(out / "model.keras").output_shape == (None, 10)
+
+
+def test_epoch_lines_mark_the_best_only_with_a_validation_split(capsys):
+    from keras_quaternion.training.callbacks import PrintEpoch, RunState
+
+    state = RunState("accuracy")
+    printer = PrintEpoch(state, epochs=2)
+    state.improved = True  # without validation every epoch "improves": the last one is kept
+    state.history.append({"epoch": 1, "loss": 1.0, "lr": 1e-3, "seconds": 1.0})
+    printer.on_epoch_end(0)
+    state.history.append({"epoch": 2, "loss": 0.9, "val_accuracy": 0.5, "lr": 1e-3, "seconds": 1})
+    printer.on_epoch_end(1)
+    first, second = capsys.readouterr().out.splitlines()
+    assert "*best" not in first and second.endswith("*best")

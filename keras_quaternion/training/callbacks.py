@@ -328,7 +328,8 @@ class WriteLogs(keras.callbacks.Callback):
 
 
 class PrintEpoch(keras.callbacks.Callback):
-    """Print one line per epoch: its scores, seconds, and ``*best`` when it is the best."""
+    """Print one line per epoch: its scores, seconds, and ``*best`` when it is the best on
+    validation (without a validation split, the last epoch is kept and none is marked)."""
 
     def __init__(self, state, epochs):
         super().__init__()
@@ -339,7 +340,8 @@ class PrintEpoch(keras.callbacks.Callback):
         shown = "  ".join(
             f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "lr", "seconds")
         )
-        mark = "  *best" if self.state.improved else ""
+        validated = any(key.startswith("val_") for key in row)
+        mark = "  *best" if self.state.improved and validated else ""
         stop = "  (early stop)" if getattr(self.model, "stop_training", False) else ""
         print(
             f"epoch {epoch + 1}/{self.epochs}  {shown}  lr {row['lr']:.2e}  "
