@@ -67,9 +67,13 @@ figures-trained:
 		--table $(OUT)/tune_speaker.md
 	$(SPLICE) docs/training.md tune_speaker $(OUT)/tune_speaker.md
 	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
-		--out $(OUT)/qcnn_vs_cnn.md --json $(OUT)/qcnn_vs_cnn.json \
-		--plot docs/img/qcnn_vs_cnn_fsdd.png
+		--models qcnn6:0.25,cnn6:0.25,cnn6:0.125 \
+		--out $(OUT)/qcnn_vs_cnn.md --json $(OUT)/qcnn_vs_cnn.json
 	$(SPLICE) docs/training.md qcnn_vs_cnn $(OUT)/qcnn_vs_cnn.md
+	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
+		--epochs 20 --no-spec-augment --out $(OUT)/qcnn_vs_cnn_20.md \
+		--plot docs/img/qcnn_vs_cnn_fsdd.png
+	$(SPLICE) docs/training.md qcnn_vs_cnn_20 $(OUT)/qcnn_vs_cnn_20.md
 	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
 		--protocol refit --models qcnn6:0.25 --out $(OUT)/speaker_refit.md \
 		--json $(OUT)/speaker_refit.json

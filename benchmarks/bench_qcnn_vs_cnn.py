@@ -20,6 +20,10 @@ comparison is between models, not between training settings.
         --plot docs/img/qcnn_vs_cnn_fsdd.png          # about 1.5 h on 2 CPU cores
     python benchmarks/bench_qcnn_vs_cnn.py --quick   # 1 seed, 2 epochs, 2 models: checks it runs
 
+``--epochs N`` and ``--no-spec-augment`` change the default recipe (runs then go to a folder of
+their own under ``--work-dir``); ``--epochs 20 --no-spec-augment`` is the recipe before the
+speaker study (docs/training.md), with which the six-model table there was measured.
+
 ``--protocol refit`` trains on all five non-test speakers instead (george too, no validation,
 the recipe's last epoch kept), as one does once the recipe is chosen; theo stays the test:
 
@@ -29,7 +33,12 @@ the recipe's last epoch kept), as one does once the recipe is chosen; theo stays
 Runs are ``train()`` folders under ``--work-dir`` (default ``build/qcnn_vs_cnn``, plus
 ``/refit`` for that protocol): a finished run is read back, not trained again, so the script
 can be stopped and rerun, and ``--train-only`` processes with other ``--models`` or ``--seeds``
-can train in parallel before one last run makes the tables.
+can train in parallel before one last run makes the tables, e.g. one process per seed:
+
+    for s in 0 1 2; do python benchmarks/bench_qcnn_vs_cnn.py --train-only --threads 1 \
+        --models qcnn6:0.25,cnn6:0.25,cnn6:0.125 --seeds $s & done; wait
+    python benchmarks/bench_qcnn_vs_cnn.py --threads 1 --models qcnn6:0.25,cnn6:0.25,cnn6:0.125 \
+        --json build/figures/qcnn_vs_cnn.json --out build/figures/qcnn_vs_cnn.md
 """  # noqa: E501
 
 from __future__ import annotations
@@ -89,12 +98,12 @@ def _run_dir(work: Path, model: str, width: float, seed: int) -> Path:
     return work / f"{model}-w{width:g}-s{seed}"
 
 
-def train_model(prepared, model: str, width: float, seed: int, work: Path, epochs) -> dict:
-    """Train one model and seed with the default recipe (or read its finished run)."""
+def train_model(prepared, model: str, width: float, seed: int, work: Path, recipe: dict) -> dict:
+    """Train one model and seed with the default recipe changed by ``recipe`` (``epochs``,
+    ``spec_augment``), or read its finished run."""
     from keras_quaternion.cli.train import DEFAULT_DROPOUT
     from keras_quaternion.training import train
 
-    kwargs = {} if epochs is None else {"epochs": epochs}
     return train(
         model,
         prepared,
@@ -103,7 +112,7 @@ def train_model(prepared, model: str, width: float, seed: int, work: Path, epoch
         model_options={"dropout": DEFAULT_DROPOUT},
         seed=seed,
         verbose=0,
-        **kwargs,
+        **recipe,
     )
 
 
@@ -134,11 +143,11 @@ def int8_export(prepared, folder: Path) -> dict:
     return out
 
 
-def measure(prepared, seeds, work: Path, epochs, models=MODELS) -> list[dict]:
+def measure(prepared, seeds, work: Path, recipe: dict, models=MODELS) -> list[dict]:
     """One record per model: its runs' scores, sizes and int8 results (seed 0's model)."""
     records = []
     for model, width in models:
-        runs = [train_model(prepared, model, width, seed, work, epochs) for seed in seeds]
+        runs = [train_model(prepared, model, width, seed, work, recipe) for seed in seeds]
         int8 = int8_export(prepared, _run_dir(work, model, width, seeds[0]))
         accs = [r["test"]["accuracy"] for r in runs]
         records.append(
@@ -154,6 +163,7 @@ def measure(prepared, seeds, work: Path, epochs, models=MODELS) -> list[dict]:
                 "last_epoch_train_accuracy": [_last_epoch_accuracy(r) for r in runs],
                 "best_epoch": [(r.get("validation") or {}).get("best_epoch") for r in runs],
                 "epochs": runs[0]["epochs"],
+                "spec_augment": recipe.get("spec_augment", True),
             }
         )
         print(_row(records[-1]), flush=True)
@@ -208,7 +218,8 @@ def tables(records: list[dict], seeds, note: str, protocol: str = "select") -> s
     """The Markdown tables: one row per model, then one per comparison."""
     lines = [
         f"FSDD, speaker-independent split (test: theo, 500 clips; {PROTOCOLS[protocol][1]}), "
-        f"seeds {list(seeds)}, {records[0]['epochs']} epochs, the default recipe. {note}",
+        f"seeds {list(seeds)}, {records[0]['epochs']} epochs, the default recipe"
+        f"{'' if records[0].get('spec_augment', True) else ' without SpecAugment'}. {note}",
         "",
         "| model | width | params | MACs / clip | int8 flatbuffer (expanded) | int8 flatbuffer "
         "(compact) | test accuracy (mean ± sd) | per seed | train accuracy | seed 0: float → "
@@ -271,6 +282,18 @@ def _plot_rows(ax, rows: list[dict], color: str, dy: int) -> None:
                     xytext=(6, dy), fontsize=8, color=color)  # fmt: skip
 
 
+def _recipe(args) -> dict:
+    """The changes to the default recipe that ``--epochs`` and ``--no-spec-augment`` ask for."""
+    recipe = {}
+    if args.epochs is not None:
+        if args.epochs < 1:
+            sys.exit(f"--epochs must be a positive number, got {args.epochs}.")
+        recipe["epochs"] = args.epochs
+    if args.no_spec_augment:
+        recipe["spec_augment"] = False
+    return recipe
+
+
 def _chosen_models(text: str | None) -> list[tuple[str, float]]:
     """The rows of :data:`MODELS` named by ``--models`` (all without it); exits on others."""
     if text is None:
@@ -300,6 +323,15 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="Write the raw records here.")
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, 2 models.")
     parser.add_argument(
+        "--epochs", type=int, default=None, help="Other epochs than the default recipe's."
+    )
+    parser.add_argument(
+        "--no-spec-augment",
+        action="store_true",
+        help="The default recipe without SpecAugment (with --epochs 20: the recipe before the "
+        "speaker study, docs/training.md).",
+    )
+    parser.add_argument(
         "--models",
         default=None,
         help="Comma-separated MODEL:WIDTH rows of MODELS to run (default all), e.g. qcnn6:0.25 "
@@ -313,6 +345,13 @@ def main(argv=None) -> int:
         "on all five non-test speakers, keep the last epoch.",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="TensorFlow intra-op threads per process (default: all cores). Runs are not "
+        "bit-identical across thread counts, so the tables name it.",
+    )
+    parser.add_argument(
         "--train-only",
         action="store_true",
         help="Train (or find) the runs and stop: no exports, no tables. Several such processes "
@@ -321,6 +360,11 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     models = _chosen_models(args.models)
+    if args.threads is not None:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     if not (args.data_dir / "recordings").is_dir():
         sys.exit(f"FSDD recordings not found under '{args.data_dir}'; pass --data-dir.")
 
@@ -337,21 +381,26 @@ def main(argv=None) -> int:
     if args.protocol != "select":
         args.work_dir = args.work_dir / args.protocol
     seeds = [int(s) for s in args.seeds.split(",")]
-    epochs = None
+    recipe = _recipe(args)
+    if recipe:  # runs of another recipe go to their own folder
+        args.work_dir = args.work_dir / "-".join(f"{k}{v}" for k, v in sorted(recipe.items()))
     if args.quick:
-        seeds, models, epochs = seeds[:1], MODELS[:2], 2
+        seeds, models, recipe = seeds[:1], MODELS[:2], {**recipe, "epochs": 2}
         args.work_dir = args.work_dir / "quick"
     if args.train_only:
         for model, width in models:
             for seed in seeds:
-                train_model(prepared, model, width, seed, args.work_dir, epochs)
+                train_model(prepared, model, width, seed, args.work_dir, recipe)
         return 0
-    records = measure(prepared, seeds, args.work_dir, epochs, models)
+    records = measure(prepared, seeds, args.work_dir, recipe, models)
     note = (
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
         f"({os.cpu_count()} CPUs), `python benchmarks/bench_qcnn_vs_cnn.py"
         + ("" if args.protocol == "select" else f" --protocol {args.protocol}")
         + ("" if args.models is None else f" --models {args.models}")
+        + ("" if args.epochs is None else f" --epochs {args.epochs}")
+        + (" --no-spec-augment" if args.no_spec_augment else "")
+        + ("" if args.threads is None else f" --threads {args.threads}")
         + "`."
     )
     for record in records:
