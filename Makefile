@@ -66,8 +66,11 @@ figures-trained:
 	$(PY) benchmarks/tune_recipe.py --data-dir $(FSDD) --out $(OUT)/tune --group speaker \
 		--table $(OUT)/tune_speaker.md
 	$(SPLICE) docs/training.md tune_speaker $(OUT)/tune_speaker.md
+	$(PY) benchmarks/tune_recipe.py --data-dir $(FSDD) --out $(OUT)/tune --group decay \
+		--table $(OUT)/tune_decay.md
+	$(SPLICE) docs/training.md tune_decay $(OUT)/tune_decay.md
 	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
-		--models qcnn6:0.25,cnn6:0.25,cnn6:0.125 \
+		--models qcnn6:0.25,cnn6:0.25,cnn6:0.125 --threads 1 \
 		--out $(OUT)/qcnn_vs_cnn.md --json $(OUT)/qcnn_vs_cnn.json
 	$(SPLICE) docs/training.md qcnn_vs_cnn $(OUT)/qcnn_vs_cnn.md
 	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
@@ -75,7 +78,7 @@ figures-trained:
 		--plot docs/img/qcnn_vs_cnn_fsdd.png
 	$(SPLICE) docs/training.md qcnn_vs_cnn_20 $(OUT)/qcnn_vs_cnn_20.md
 	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
-		--protocol refit --models qcnn6:0.25 --out $(OUT)/speaker_refit.md \
+		--protocol refit --models qcnn6:0.25 --threads 1 --out $(OUT)/speaker_refit.md \
 		--json $(OUT)/speaker_refit.json
 	$(SPLICE) docs/training.md speaker_refit $(OUT)/speaker_refit.md
 	$(PY) benchmarks/bench_recipe.py --data-dir $(FSDD) --work-dir $(OUT)/recipe \

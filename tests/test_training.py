@@ -200,10 +200,34 @@ def test_finished_run_is_a_no_op_and_settings_must_match(finished_run, small_dat
 
 
 def test_a_checkpoint_from_before_freq_warp_and_time_shift_resumes_without_them():
-    saved = {"lr": 0.005, "gain_db": 0.0}  # written before the two settings existed
-    now = {**saved, "freq_warp": 0.0, "time_shift": 0.0}
+    saved = {"lr": 0.005, "gain_db": 0.0}  # written before the settings existed
+    now = {**saved, "freq_warp": 0.0, "time_shift": 0.0, "weight_decay": 0.0}
     assert settings_diff(saved, now) == []
     assert settings_diff(saved, {**now, "time_shift": 0.1}) == ["time_shift: 0.0 -> 0.1"]
+    assert settings_diff(saved, {**now, "weight_decay": 0.1}) == ["weight_decay: 0.0 -> 0.1"]
+
+
+def test_weight_decay_shrinks_kernels_but_not_biases_or_batch_norm(small_data, tmp_path):
+    """Decoupled decay so strong that the kernels end far smaller than without it; the
+    batch-norm scales and biases, excluded from the decay, stay where the gradients put them."""
+
+    def trained(folder, weight_decay):
+        keras.utils.set_random_seed(0)
+        net = _tiny_model(small_data)
+        kw = {"batch_size": 8, "verbose": 0, "seed": 0, "spec_augment": False}
+        kw.update(schedule="constant", warmup_epochs=0)
+        train(net, small_data, out_dir=tmp_path / folder, epochs=1, weight_decay=weight_decay, **kw)
+        saved = json.loads((tmp_path / folder / "metrics.json").read_text())
+        assert saved["weight_decay"] == weight_decay
+        return [(v.name, np.linalg.norm(v.numpy())) for v in net.trainable_weights]
+
+    plain, decayed = trained("plain", 0.0), trained("decayed", 50.0)
+    assert [name for name, _ in plain] == [name for name, _ in decayed]
+    for (name, norm), (_, shrunk) in zip(plain, decayed, strict=True):
+        if name == "kernel":
+            assert shrunk < 0.5 * norm, name
+        else:  # gamma, beta, bias: moved by the gradients alone
+            assert shrunk == pytest.approx(norm, rel=0.5), name
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(small_data, tmp_path, capsys):
@@ -460,6 +484,8 @@ def test_schedule_and_callback_argument_errors(small_data, finished_run, tmp_pat
         train("qcnn6", small_data, out_dir=tmp_path, freq_warp=0.7)
     with pytest.raises(ValueError, match=r"time_shift must be a number in \[0, 0.5\].*got -1"):
         train("qcnn6", small_data, out_dir=tmp_path, time_shift=-1)
+    with pytest.raises(ValueError, match=r"weight_decay must be a number >= 0 .*got -0.1"):
+        train("qcnn6", small_data, out_dir=tmp_path, weight_decay=-0.1)
     with pytest.raises(TypeError, match=r"callbacks\[1\] is a str, not a keras.callbacks"):
         train("qcnn6", small_data, out_dir=tmp_path, callbacks=[keras.callbacks.History(), "x"])
     with pytest.raises(TypeError, match="callbacks must be a list"):
@@ -543,11 +569,13 @@ def test_kq_train_passes_the_augmentation_options_to_train(monkeypatch, tmp_path
     monkeypatch.setattr(DatasetOptions, "prepare", lambda self, *a, **k: "prepared")
     monkeypatch.setattr(train_cli, "_train", stop)
     out = ["--out", str(tmp_path / "run")]
-    result = CliRunner().invoke(train_command, [*out, "--freq-warp", "0.1", "--time-shift", "0.05"])
+    options = ["--freq-warp", "0.1", "--time-shift", "0.05", "--weight-decay", "0.02"]
+    result = CliRunner().invoke(train_command, [*out, *options])
     assert result.exit_code == 1 and "stopped before training" in result.output, result.output
     assert (seen["freq_warp"], seen["time_shift"], seen["gain_db"]) == (0.1, 0.05, 0.0)
+    assert seen["weight_decay"] == 0.02
     CliRunner().invoke(train_command, out)
-    assert (seen["freq_warp"], seen["time_shift"]) == (0.0, 0.0)  # off by default
+    assert (seen["freq_warp"], seen["time_shift"], seen["weight_decay"]) == (0.0, 0.0, 0.0)
     assert seen["spec_augment"] is True and seen["epochs"] == 40  # the default recipe
     CliRunner().invoke(train_command, [*out, "--no-spec-augment"])
     assert seen["spec_augment"] is False
@@ -569,6 +597,7 @@ def test_kq_train_passes_the_augmentation_options_to_train(monkeypatch, tmp_path
         (["--gain-db", "-1"], "Invalid value for '--gain-db'"),
         (["--freq-warp", "0.6"], "Invalid value for '--freq-warp'"),
         (["--time-shift", "-0.1"], "Invalid value for '--time-shift'"),
+        (["--weight-decay", "-1"], "Invalid value for '--weight-decay'"),
         (
             ["--warmup-epochs", "50"],
             "Invalid value for --warmup-epochs: 50 warm-up epochs is longer than the run",

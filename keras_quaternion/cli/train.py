@@ -21,6 +21,7 @@ from keras_quaternion.training.recipe import (
     DEFAULT_GAIN_DB,
     DEFAULT_SPEC_AUGMENT,
     DEFAULT_TIME_SHIFT,
+    DEFAULT_WEIGHT_DECAY,
     MAX_FREQ_WARP,
     MAX_TIME_SHIFT,
 )
@@ -152,6 +153,14 @@ DEFAULT_DROPOUT = 0.1
     help="Random shift of each training clip by up to this fraction of its frames (0 = off).",
 )
 @click.option(
+    "--weight-decay",
+    type=click.FloatRange(0, None),
+    default=DEFAULT_WEIGHT_DECAY,
+    show_default=True,
+    help="Decoupled weight decay (AdamW): each step shrinks every kernel by this times the "
+    "step's learning rate (0 = plain Adam).",
+)
+@click.option(
     "--restart", is_flag=True, help="Discard the checkpoint in --out and train from scratch."
 )
 @shared_option("quiet")
@@ -182,6 +191,7 @@ def train_command(
     gain_db,
     freq_warp,
     time_shift,
+    weight_decay,
     restart,
     quiet,
     data,
@@ -250,6 +260,7 @@ def train_command(
         gain_db=gain_db,
         freq_warp=freq_warp,
         time_shift=time_shift,
+        weight_decay=weight_decay,
         verbose=0 if quiet else 1,
     )
     role = "" if is_chief(strat) else " [non-chief worker: files written by the chief]"

@@ -242,28 +242,7 @@ def load_audioset(
     if layout == "auto":
         layout = "hdf5" if h5dir is not None else "clips"
     if layout == "hdf5":
-        if h5dir is None:
-            raise DatasetLayoutError(
-                "audioset", root, "no balanced_train_segments.h5 / eval_segments.h5 found", LAYOUT
-            )
-        sets = {}
-        for key in ("balanced", "eval"):
-            path = h5dir / f"{_SETS[key]}.h5"
-            if not path.is_file():
-                raise DatasetLayoutError("audioset", h5dir, f"'{path.name}' is missing", LAYOUT)
-            sets[key] = _hdf5_examples(path, len(mids), sample_rate)
-        train_ex = sets["balanced"]
-        if train == "full":
-            parts = sorted(h5dir.glob("unbalanced_train*.h5")) + sorted(
-                (h5dir / "unbalanced_train").glob("*.h5")
-            )
-            if not parts:
-                raise DatasetLayoutError(
-                    "audioset", h5dir, "train='full' needs unbalanced_train*.h5 files", LAYOUT
-                )
-            for p in parts:
-                train_ex = train_ex + _hdf5_examples(p, len(mids), sample_rate)
-        test_ex = sets["eval"]
+        train_ex, test_ex = _hdf5_splits(root, h5dir, train, len(mids), sample_rate)
         rate_hint = train_ex[0].source.sample_rate if train_ex else sample_rate
     else:
         train_ex = _clip_examples(root, _SETS["balanced"], mid_index, len(mids))
@@ -287,3 +266,29 @@ def load_audioset(
             "options": {"layout": layout, "train": train, "seed": seed},
         },
     )
+
+
+def _hdf5_splits(root, h5dir, train: str, classes: int, sample_rate: int):
+    """``(train examples, test examples)`` of the HDF5 layout (``h5dir``; ``None``: missing)."""
+    if h5dir is None:
+        raise DatasetLayoutError(
+            "audioset", root, "no balanced_train_segments.h5 / eval_segments.h5 found", LAYOUT
+        )
+    sets = {}
+    for key in ("balanced", "eval"):
+        path = h5dir / f"{_SETS[key]}.h5"
+        if not path.is_file():
+            raise DatasetLayoutError("audioset", h5dir, f"'{path.name}' is missing", LAYOUT)
+        sets[key] = _hdf5_examples(path, classes, sample_rate)
+    train_ex = sets["balanced"]
+    if train == "full":
+        parts = sorted(h5dir.glob("unbalanced_train*.h5")) + sorted(
+            (h5dir / "unbalanced_train").glob("*.h5")
+        )
+        if not parts:
+            raise DatasetLayoutError(
+                "audioset", h5dir, "train='full' needs unbalanced_train*.h5 files", LAYOUT
+            )
+        for p in parts:
+            train_ex = train_ex + _hdf5_examples(p, classes, sample_rate)
+    return train_ex, sets["eval"]

@@ -120,14 +120,50 @@ def load_folder(
     """
     root = require_dir("folder", data_dir, FOLDER_LAYOUT)
     check_choice("folder", "layout", layout, ("auto", "classes", "splits"))
-    test_fraction = check_fraction("folder", "test_fraction", test_fraction)
-    validation_fraction = check_fraction("folder", "validation_fraction", validation_fraction)
+    test_fraction, validation_fraction = _check_fractions(
+        "folder", test_fraction, validation_fraction
+    )
+    seed = check_int("folder", "seed", seed, 0)
+    layout, split_dirs = _split_dirs(root, layout)
+    class_names, examples = _folder_examples(split_dirs)
+    splits, notes = _carve(
+        examples,
+        test_fraction,
+        validation_fraction,
+        seed,
+        have_test="test" in split_dirs,
+        have_val="validation" in split_dirs,
+    )
+    return AudioDataset(
+        name="folder",
+        class_names=class_names,
+        multi_label=False,
+        sample_rate_hint=None,
+        splits=splits,
+        info={
+            "data_dir": str(root),
+            "protocol": f"layout {layout}"
+            + ("; " + ", ".join(notes) if notes else "")
+            + f" (seed {seed})",
+            "options": {"layout": layout, "seed": seed},
+        },
+    )
+
+
+def _check_fractions(dataset: str, test_fraction, validation_fraction) -> tuple[float, float]:
+    """The checked test and validation fractions of ``dataset``'s loader (together < 0.9)."""
+    test_fraction = check_fraction(dataset, "test_fraction", test_fraction)
+    validation_fraction = check_fraction(dataset, "validation_fraction", validation_fraction)
     if test_fraction + validation_fraction >= 0.9:
         raise ValueError(
-            f"Dataset 'folder': test_fraction + validation_fraction must be < 0.9, got "
+            f"Dataset {dataset!r}: test_fraction + validation_fraction must be < 0.9, got "
             f"{test_fraction} + {validation_fraction}."
         )
-    seed = check_int("folder", "seed", seed, 0)
+    return test_fraction, validation_fraction
+
+
+def _split_dirs(root: Path, layout: str) -> tuple[str, dict[str, Path]]:
+    """``(layout, {split: folder})``: ``"auto"`` resolved, ``val/`` read as ``validation``."""
     split_dirs: dict[str, Path] = {}
     for name in ("train", "validation", "val", "test"):
         if (root / name).is_dir():
@@ -138,9 +174,11 @@ def load_folder(
         raise DatasetLayoutError(
             "folder", root, "layout='splits' needs a 'train/' folder", FOLDER_LAYOUT
         )
-    if layout == "classes":
-        split_dirs = {"train": root}
+    return layout, (split_dirs if layout == "splits" else {"train": root})
 
+
+def _folder_examples(split_dirs: dict[str, Path]) -> tuple[list[str], dict[str, list[Example]]]:
+    """The class names (the first split's class folders) and each split's examples."""
     class_names: list[str] | None = None
     examples: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
     for split, sdir in split_dirs.items():
@@ -162,37 +200,18 @@ def load_folder(
             )
         index = {c: i for i, c in enumerate(class_names)}
         for d in dirs:
-            files = list_audio(d)
-            if not files and split == "train":
-                raise DatasetLayoutError(
-                    "folder", d, f"class folder '{d.name}' has no audio files", FOLDER_LAYOUT
-                )
-            examples[split] += [
-                Example(str(p), index[d.name], {"relpath": p.relative_to(d).as_posix()})
-                for p in files
-            ]
-    splits, notes = _carve(
-        examples,
-        test_fraction,
-        validation_fraction,
-        seed,
-        have_test="test" in split_dirs,
-        have_val="validation" in split_dirs,
-    )
-    return AudioDataset(
-        name="folder",
-        class_names=list(class_names or []),
-        multi_label=False,
-        sample_rate_hint=None,
-        splits=splits,
-        info={
-            "data_dir": str(root),
-            "protocol": f"layout {layout}"
-            + ("; " + ", ".join(notes) if notes else "")
-            + f" (seed {seed})",
-            "options": {"layout": layout, "seed": seed},
-        },
-    )
+            examples[split] += _class_examples(d, index[d.name], split)
+    return list(class_names or []), examples
+
+
+def _class_examples(folder: Path, label: int, split: str) -> list[Example]:
+    """The audio files of one class folder (none is an error in ``train``)."""
+    files = list_audio(folder)
+    if not files and split == "train":
+        raise DatasetLayoutError(
+            "folder", folder, f"class folder '{folder.name}' has no audio files", FOLDER_LAYOUT
+        )
+    return [Example(str(p), label, {"relpath": p.relative_to(folder).as_posix()}) for p in files]
 
 
 def _find_csv(data_dir) -> Path:
@@ -214,13 +233,7 @@ def _find_csv(data_dir) -> Path:
 
 def _check_csv_options(test_fraction, validation_fraction, seed, multi_label, separator):
     """The checked ``(test_fraction, validation_fraction, seed)`` of :func:`load_csv`."""
-    test_fraction = check_fraction("csv", "test_fraction", test_fraction)
-    validation_fraction = check_fraction("csv", "validation_fraction", validation_fraction)
-    if test_fraction + validation_fraction >= 0.9:
-        raise ValueError(
-            f"Dataset 'csv': test_fraction + validation_fraction must be < 0.9, got "
-            f"{test_fraction} + {validation_fraction}."
-        )
+    test_fraction, validation_fraction = _check_fractions("csv", test_fraction, validation_fraction)
     seed = check_int("csv", "seed", seed, 0)
     if not isinstance(multi_label, bool):
         raise ValueError(

@@ -87,18 +87,8 @@ def load_esc50(
     if not audio.is_dir():
         raise DatasetLayoutError("esc50", root, "there is no 'audio/' folder", LAYOUT)
     csv_path = root / "meta" / "esc50.csv"
-    rows = read_csv_rows("esc50", csv_path, _COLUMNS, LAYOUT)
-    if not rows:
-        raise DatasetLayoutError("esc50", csv_path.parent, "'esc50.csv' has no rows", LAYOUT)
-    if esc10:
-        rows = [r for r in rows if r["esc10"].strip().lower() in ("true", "1")]
-        if not rows:
-            raise DatasetLayoutError(
-                "esc50", csv_path.parent, "no rows have esc10 == True in 'esc50.csv'", LAYOUT
-            )
-    targets: dict[int, str] = {}
-    for r in rows:
-        targets[_int(r["target"], "target", csv_path)] = r["category"]
+    rows = _rows(csv_path, esc10)
+    targets = {_int(r["target"], "target", csv_path): r["category"] for r in rows}
     ordered = sorted(targets)
     index = {t: i for i, t in enumerate(ordered)}
     splits: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
@@ -132,3 +122,17 @@ def load_esc50(
             "options": {"fold": fold, "esc10": esc10, "seed": seed},
         },
     )
+
+
+def _rows(csv_path, esc10: bool) -> list[dict]:
+    """The rows of ``esc50.csv`` (only ESC-10's with ``esc10``); none is an error."""
+    rows = read_csv_rows("esc50", csv_path, _COLUMNS, LAYOUT)
+    if not rows:
+        raise DatasetLayoutError("esc50", csv_path.parent, "'esc50.csv' has no rows", LAYOUT)
+    if esc10:
+        rows = [r for r in rows if r["esc10"].strip().lower() in ("true", "1")]
+        if not rows:
+            raise DatasetLayoutError(
+                "esc50", csv_path.parent, "no rows have esc10 == True in 'esc50.csv'", LAYOUT
+            )
+    return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from keras_quaternion.datasets.base import (
     AudioDataset,
@@ -86,43 +87,17 @@ def load_ravdess(
     """
     root = require_dir("ravdess", data_dir, LAYOUT)
     check_choice("ravdess", "vocal_channel", vocal_channel, ("speech", "song", "both"))
-    test_a = _actors(test_actors, "test_actors")
-    val_a = _actors(validation_actors, "validation_actors")
-    if not test_a:
-        raise ValueError("Dataset 'ravdess': option test_actors must name at least one actor.")
-    if set(test_a) & set(val_a):
-        raise ValueError(
-            f"Dataset 'ravdess': test_actors {list(test_a)} and validation_actors {list(val_a)} "
-            "overlap."
-        )
-    actor_dirs = sorted(
-        [d for d in root.iterdir() if d.is_dir() and _ACTOR_DIR.match(d.name)]
-        + [d for d in root.glob("*/Actor_*") if d.is_dir() and _ACTOR_DIR.match(d.name)]
-    )
-    if not actor_dirs:
-        raise DatasetLayoutError("ravdess", root, "no 'Actor_XX' folders were found", LAYOUT)
+    test_a, val_a = _split_actors(test_actors, validation_actors)
     channels = {"speech": {1}, "song": {2}, "both": {1, 2}}[vocal_channel]
     splits: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
     seen = 0
-    for d in actor_dirs:
-        for p in sorted(d.iterdir()):
-            m = _NAME.match(p.name)
-            if not m:
-                continue
-            seen += 1
-            mod, voc, emo, inten, stmt, rep, actor = (int(g) for g in m.groups())
-            if mod != 3 or voc not in channels or not 1 <= emo <= 8:
-                continue
-            meta = {
-                "actor": actor,
-                "gender": "male" if actor % 2 else "female",
-                "vocal_channel": "speech" if voc == 1 else "song",
-                "intensity": "normal" if inten == 1 else "strong",
-                "statement": stmt,
-                "repetition": rep,
-            }
+    for path, fields in _named_files(_actor_dirs(root)):
+        seen += 1
+        example = _example(path, fields, channels)
+        if example is not None:
+            actor = example.meta["actor"]
             split = "test" if actor in test_a else "validation" if actor in val_a else "train"
-            splits[split].append(Example(str(p), emo - 1, meta))
+            splits[split].append(example)
     if seen == 0:
         raise DatasetLayoutError(
             "ravdess",
@@ -151,3 +126,53 @@ def load_ravdess(
             },
         },
     )
+
+
+def _split_actors(test_actors, validation_actors) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The checked test and validation actor numbers (at least one test actor, no overlap)."""
+    test_a = _actors(test_actors, "test_actors")
+    val_a = _actors(validation_actors, "validation_actors")
+    if not test_a:
+        raise ValueError("Dataset 'ravdess': option test_actors must name at least one actor.")
+    if set(test_a) & set(val_a):
+        raise ValueError(
+            f"Dataset 'ravdess': test_actors {list(test_a)} and validation_actors {list(val_a)} "
+            "overlap."
+        )
+    return test_a, val_a
+
+
+def _actor_dirs(root: Path) -> list[Path]:
+    """The ``Actor_XX`` folders in ``root`` or one level below it (at least one)."""
+    actor_dirs = sorted(
+        [d for d in root.iterdir() if d.is_dir() and _ACTOR_DIR.match(d.name)]
+        + [d for d in root.glob("*/Actor_*") if d.is_dir() and _ACTOR_DIR.match(d.name)]
+    )
+    if not actor_dirs:
+        raise DatasetLayoutError("ravdess", root, "no 'Actor_XX' folders were found", LAYOUT)
+    return actor_dirs
+
+
+def _named_files(actor_dirs):
+    """``(path, seven identifier fields)`` of each file named like RAVDESS's, folder by folder."""
+    for d in actor_dirs:
+        for p in sorted(d.iterdir()):
+            m = _NAME.match(p.name)
+            if m:
+                yield p, tuple(int(g) for g in m.groups())
+
+
+def _example(path: Path, fields: tuple[int, ...], channels: set[int]) -> Example | None:
+    """The :class:`Example` of an audio-only file of the chosen vocal channels, else ``None``."""
+    mod, voc, emo, inten, stmt, rep, actor = fields
+    if mod != 3 or voc not in channels or not 1 <= emo <= 8:
+        return None
+    meta = {
+        "actor": actor,
+        "gender": "male" if actor % 2 else "female",
+        "vocal_channel": "speech" if voc == 1 else "song",
+        "intensity": "normal" if inten == 1 else "strong",
+        "statement": stmt,
+        "repetition": rep,
+    }
+    return Example(str(path), emo - 1, meta)

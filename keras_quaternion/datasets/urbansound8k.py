@@ -74,36 +74,12 @@ def load_urbansound8k(
     if not audio.is_dir():
         raise DatasetLayoutError("urbansound8k", root, "there is no 'audio/' folder", LAYOUT)
     csv_path = root / "metadata" / "UrbanSound8K.csv"
-    rows = read_csv_rows("urbansound8k", csv_path, _COLUMNS, LAYOUT)
-    if not rows:
-        raise DatasetLayoutError("urbansound8k", csv_path.parent, "the CSV has no rows", LAYOUT)
-    classes: dict[int, str] = {}
-    parsed = []
-    for r in rows:
-        try:
-            f, cid = int(r["fold"]), int(r["classID"])
-        except ValueError:
-            raise DatasetLayoutError(
-                "urbansound8k",
-                csv_path.parent,
-                f"row for {r['slice_file_name']!r} has a non-integer fold or classID "
-                f"({r['fold']!r}, {r['classID']!r})",
-                LAYOUT,
-            ) from None
-        classes[cid] = r["class"]
-        parsed.append((r, f, cid))
+    parsed, classes = _parsed_rows(csv_path)
     ordered = sorted(classes)
     index = {c: i for i, c in enumerate(ordered)}
     splits: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
     for r, f, cid in parsed:
-        meta = {
-            "fold": f,
-            "fsID": r["fsID"],
-            "salience": int(r["salience"]) if r["salience"].isdigit() else r["salience"],
-            "start": r["start"],
-            "end": r["end"],
-        }
-        ex = Example(str(audio / f"fold{f}" / r["slice_file_name"]), index[cid], meta)
+        ex = Example(str(audio / f"fold{f}" / r["slice_file_name"]), index[cid], _meta(r, f))
         splits["test" if f == fold else "train"].append(ex)
     if not splits["test"]:
         raise DatasetLayoutError(
@@ -126,3 +102,38 @@ def load_urbansound8k(
             "options": {"fold": fold, "seed": seed},
         },
     )
+
+
+def _parsed_rows(csv_path):
+    """``([(row, fold, classID)], {classID: class name})`` of the metadata CSV (not empty)."""
+    rows = read_csv_rows("urbansound8k", csv_path, _COLUMNS, LAYOUT)
+    if not rows:
+        raise DatasetLayoutError("urbansound8k", csv_path.parent, "the CSV has no rows", LAYOUT)
+    classes: dict[int, str] = {}
+    parsed = []
+    for r in rows:
+        try:
+            f, cid = int(r["fold"]), int(r["classID"])
+        except ValueError:
+            raise DatasetLayoutError(
+                "urbansound8k",
+                csv_path.parent,
+                f"row for {r['slice_file_name']!r} has a non-integer fold or classID "
+                f"({r['fold']!r}, {r['classID']!r})",
+                LAYOUT,
+            ) from None
+        classes[cid] = r["class"]
+        parsed.append((r, f, cid))
+    return parsed, classes
+
+
+def _meta(row: dict, fold: int) -> dict:
+    """An example's ``meta``: its fold, Freesound recording, salience, start and end."""
+    salience = row["salience"]
+    return {
+        "fold": fold,
+        "fsID": row["fsID"],
+        "salience": int(salience) if salience.isdigit() else salience,
+        "start": row["start"],
+        "end": row["end"],
+    }

@@ -78,6 +78,7 @@ from keras_quaternion.training.recipe import (
     DEFAULT_LR,
     DEFAULT_SPEC_AUGMENT,
     DEFAULT_TIME_SHIFT,
+    DEFAULT_WEIGHT_DECAY,
     DEFAULT_WARMUP_EPOCHS,
     Recipe,
 )
@@ -144,6 +145,7 @@ def train(
     gain_db: float = DEFAULT_GAIN_DB,
     freq_warp: float = DEFAULT_FREQ_WARP,
     time_shift: float = DEFAULT_TIME_SHIFT,
+    weight_decay: float = DEFAULT_WEIGHT_DECAY,
     model_name: str | None = None,
     verbose: int = 1,
     extra_info: dict | None = None,
@@ -212,6 +214,9 @@ def train(
             ``[1 - freq_warp, 1 + freq_warp]`` (0 = off, at most 0.5).
         time_shift: random shift of each training example by up to this fraction of its
             frames, earlier or later (0 = off, at most 0.5).
+        weight_decay: decoupled weight decay (AdamW): after each step every kernel shrinks by
+            ``weight_decay`` times that step's learning rate (biases and batch-norm parameters
+            are not decayed; 0 = off, plain Adam).
         model_name: name recorded in ``metrics.json`` (default: the registry name or
             ``model.name``).
         verbose: 0 silent, 1 progress bar + one line per epoch (bar only on a terminal), 2 one
@@ -259,6 +264,7 @@ def train(
         gain_db=gain_db,
         freq_warp=freq_warp,
         time_shift=time_shift,
+        weight_decay=weight_decay,
     )
     extra = check_callbacks(callbacks)
     _check_data(prepared, recipe)
@@ -626,7 +632,7 @@ def _build_trainer(net, teacher, prepared, strategy):
 
 
 def _compile(trainer, recipe, steps, prepared, logits: bool):
-    """Compile with Adam on the recipe's schedule, the loss and the training metric.
+    """Compile with Adam (AdamW with weight decay) on the recipe's schedule, the loss and metric.
 
     Returns ``(schedule, one_hot)``: the learning-rate schedule and whether the training labels
     are one-hot (mixup on single-label data).
@@ -651,10 +657,21 @@ def _compile(trainer, recipe, steps, prepared, logits: bool):
     else:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
         metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    optimizer = keras.optimizers.Adam(learning_rate=schedule)
-    trainer.compile(optimizer=optimizer, loss=loss, metrics=[metric])
+    trainer.compile(optimizer=_optimizer(schedule, recipe), loss=loss, metrics=[metric])
+    if recipe.weight_decay:  # kernels only: not biases, batch-norm scales and offsets
+        flat = [v for v in trainer.trainable_variables if len(v.shape) <= 1]
+        trainer.optimizer.exclude_from_weight_decay(var_list=flat)
     trainer.optimizer.build(trainer.trainable_variables)
     return schedule, one_hot
+
+
+def _optimizer(schedule, recipe):
+    """Adam on ``schedule``; with the recipe's weight decay, decoupled (AdamW)."""
+    import keras
+
+    if recipe.weight_decay:
+        return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay)
+    return keras.optimizers.Adam(learning_rate=schedule)
 
 
 def _build_for_multiworker(trainer, strategy, prepared, channels, one_hot) -> None:

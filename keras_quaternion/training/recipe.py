@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_SPEC_AUGMENT",
     "DEFAULT_TIME_SHIFT",
     "DEFAULT_WARMUP_EPOCHS",
+    "DEFAULT_WEIGHT_DECAY",
     "FINETUNE_LR",
     "Recipe",
     "check_positive_int",
@@ -45,6 +46,7 @@ DEFAULT_SPEC_AUGMENT = True
 DEFAULT_GAIN_DB = 0.0
 DEFAULT_FREQ_WARP = 0.0
 DEFAULT_TIME_SHIFT = 0.0
+DEFAULT_WEIGHT_DECAY = 0.0
 #: Largest ``freq_warp`` and ``time_shift`` (fractions of the mel axis and of the frames).
 MAX_FREQ_WARP = 0.5
 MAX_TIME_SHIFT = 0.5
@@ -164,6 +166,9 @@ class Recipe:
             ``[1 - freq_warp, 1 + freq_warp]`` (0 = off; at most :data:`MAX_FREQ_WARP`).
         time_shift: random shift of each training example by up to this fraction of its
             frames (0 = off; at most :data:`MAX_TIME_SHIFT`).
+        weight_decay: decoupled weight decay (AdamW): after each step every kernel shrinks by
+            ``weight_decay`` times the step's learning rate (biases and batch-norm scales are
+            not decayed; 0 = plain Adam).
 
     Raises:
         ValueError: a setting outside its range (the message names it and what is allowed).
@@ -181,6 +186,7 @@ class Recipe:
     gain_db: float = DEFAULT_GAIN_DB
     freq_warp: float = DEFAULT_FREQ_WARP
     time_shift: float = DEFAULT_TIME_SHIFT
+    weight_decay: float = DEFAULT_WEIGHT_DECAY
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -209,6 +215,17 @@ class Recipe:
             and self.gain_db >= 0
         ):
             raise ValueError(f"gain_db must be a number >= 0 (dB, 0 = off), got {self.gain_db!r}.")
+        if not (
+            isinstance(self.weight_decay, numbers.Real)
+            and not isinstance(self.weight_decay, bool)
+            and math.isfinite(self.weight_decay)
+            and self.weight_decay >= 0
+        ):
+            raise ValueError(
+                "weight_decay must be a number >= 0 (decoupled, times the learning rate; 0 = "
+                f"off), got {self.weight_decay!r}."
+            )
+        set_(self, "weight_decay", float(self.weight_decay))
         set_(self, "freq_warp", _fraction(self.freq_warp, "freq_warp", MAX_FREQ_WARP))
         set_(self, "time_shift", _fraction(self.time_shift, "time_shift", MAX_TIME_SHIFT))
         set_(self, "lr", float(self.lr))

@@ -62,11 +62,12 @@ RESUME_KEYS = (
     "gain_db",
     "freq_warp",
     "time_shift",
+    "weight_decay",
     "params",
 )
 
 #: values of :data:`RESUME_KEYS` added later, assumed for a checkpoint saved without them
-RESUME_DEFAULTS = {"freq_warp": 0.0, "time_shift": 0.0}
+RESUME_DEFAULTS = {"freq_warp": 0.0, "time_shift": 0.0, "weight_decay": 0.0}
 
 
 _TEACHER_KEYS = (
