@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import re
 import warnings
@@ -215,46 +216,11 @@ def inspect_tflite(tflite_model):
         )
     runtime, schema = _schema()
     model = runtime.convert_bytearray_to_object(bytearray(data))
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    act_names = {
-        v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")
-    }
     graph = model.subgraphs[0]
-    tensors = []
-    for i, t in enumerate(graph.tensors or []):
-        buffer = model.buffers[t.buffer] if t.buffer is not None and model.buffers else None
-        nbytes = 0
-        if buffer is not None:
-            nbytes = len(buffer.data) if buffer.data is not None else 0
-            nbytes = nbytes or int(getattr(buffer, "size", 0) or 0)
-        constant = nbytes > 0
-        q = t.quantization
-        scale = zero = None
-        if q is not None and q.scale is not None and len(q.scale) == 1:
-            scale = float(q.scale[0])
-            zero = int(q.zeroPoint[0]) if q.zeroPoint is not None else 0
-        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-        shape = tuple(int(s) for s in t.shape) if t.shape is not None else ()
-        tensors.append(
-            TensorInfo(
-                i, name, type_names.get(t.type, str(t.type)), shape, constant, scale, zero, nbytes
-            )
-        )
-    operators = []
-    for i, op in enumerate(graph.operators or []):
-        code = model.operatorCodes[op.opcodeIndex]
-        builtin = runtime.get_builtin_code_from_operator_code(code)
-        name = op_names.get(builtin, f"BUILTIN_{builtin}")
-        if name == "CUSTOM":
-            custom = code.customCode
-            custom = custom.decode() if isinstance(custom, bytes) else custom
-            name = f"CUSTOM:{custom}"
-        ins = tuple(int(x) for x in (op.inputs if op.inputs is not None else []))
-        outs = tuple(int(x) for x in (op.outputs if op.outputs is not None else []))
-        fused = getattr(op.builtinOptions, "fusedActivationFunction", None)
-        activation = act_names.get(fused, str(fused)) if fused is not None else None
-        operators.append(OperatorInfo(i, name, ins, outs, activation))
+    tensors = [_tensor_info(i, t, model, schema) for i, t in enumerate(graph.tensors or [])]
+    operators = [
+        _operator_info(i, op, model, runtime, schema) for i, op in enumerate(graph.operators or [])
+    ]
     return TFLiteInfo(
         size=len(data),
         operators=tuple(operators),
@@ -263,6 +229,46 @@ def inspect_tflite(tflite_model):
         outputs=tuple(int(x) for x in graph.outputs),
         num_subgraphs=len(model.subgraphs),
     )
+
+
+@functools.cache
+def _enum_names(enum) -> dict:
+    """``{value: name}`` of a flatbuffer schema enum class."""
+    return {v: k for k, v in vars(enum).items() if not k.startswith("_")}
+
+
+def _tensor_info(index: int, t, model, schema) -> TensorInfo:
+    """One tensor of the flatbuffer's object API as a :class:`TensorInfo`."""
+    buffer = model.buffers[t.buffer] if t.buffer is not None and model.buffers else None
+    nbytes = 0
+    if buffer is not None:
+        nbytes = len(buffer.data) if buffer.data is not None else 0
+        nbytes = nbytes or int(getattr(buffer, "size", 0) or 0)
+    q = t.quantization
+    scale = zero = None
+    if q is not None and q.scale is not None and len(q.scale) == 1:
+        scale = float(q.scale[0])
+        zero = int(q.zeroPoint[0]) if q.zeroPoint is not None else 0
+    name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+    shape = tuple(int(s) for s in t.shape) if t.shape is not None else ()
+    dtype = _enum_names(schema.TensorType).get(t.type, str(t.type))
+    return TensorInfo(index, name, dtype, shape, nbytes > 0, scale, zero, nbytes)
+
+
+def _operator_info(index: int, op, model, runtime, schema) -> OperatorInfo:
+    """One operator of the flatbuffer's object API as an :class:`OperatorInfo`."""
+    code = model.operatorCodes[op.opcodeIndex]
+    builtin = runtime.get_builtin_code_from_operator_code(code)
+    name = _enum_names(schema.BuiltinOperator).get(builtin, f"BUILTIN_{builtin}")
+    if name == "CUSTOM":
+        custom = code.customCode
+        name = f"CUSTOM:{custom.decode() if isinstance(custom, bytes) else custom}"
+    ins = tuple(int(x) for x in (op.inputs if op.inputs is not None else []))
+    outs = tuple(int(x) for x in (op.outputs if op.outputs is not None else []))
+    fused = getattr(op.builtinOptions, "fusedActivationFunction", None)
+    names = _enum_names(schema.ActivationFunctionType)
+    activation = names.get(fused, str(fused)) if fused is not None else None
+    return OperatorInfo(index, name, ins, outs, activation)
 
 
 # --------------------------------------------------------------------------- layer names

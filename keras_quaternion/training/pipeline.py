@@ -852,63 +852,76 @@ def _compute_split(ds, split, config: FeatureConfig, clip_seconds, folder: Path,
     """
     from tqdm.auto import tqdm
 
-    from keras_quaternion.audio import decode_many
-    from keras_quaternion.datasets.base import _H5Pool
-    from keras_quaternion.features import quaternion_features
-
     examples = ds.splits[split]
     n = len(examples)
     samples = int(round(clip_seconds * config.sample_rate))
-    frames = config.num_frames(samples)
-    shape = (frames, config.n_mels, 4)
-    chunk = max(1, min(256, int(128e6 // (samples * 4 * 6))))
+    shape = (config.num_frames(samples), config.n_mels, 4)
     final = folder / f"{split}_features.npy"
-    skipped: list[tuple[str, str]] = []
-    kept_labels: list[int] = []
     with temporary_file(final) as tmp:  # locked: a concurrent sweep leaves it alone
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *shape))
-        row = 0
         bar = tqdm(
             total=n,
             desc=f"{ds.name}/{split} features",
             unit="clip",
             disable=not progress or n == 0,
         )
-        with bar, _H5Pool() as pool, warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # skipped files are reported once below
-
-            def decoder(ex):
-                try:
-                    return ds.waveform(ex, config.sample_rate, clip_seconds, _pool=pool)
-                finally:
-                    bar.update(1)
-
-            for start in range(0, n, chunk):
-                part = examples[start : start + chunk]
-                waves, kept, bad = decode_many(
-                    part,
-                    sample_rate=config.sample_rate,
-                    clip_seconds=clip_seconds,
-                    progress=False,
-                    decoder=decoder,
-                )
-                skipped.extend(bad)
-                if waves:
-                    feats = quaternion_features(np.stack(waves), config).numpy()
-                    out[row : row + len(waves)] = feats
-                    row += len(waves)
-                    kept_labels.extend(start + k for k in kept)
+        with bar:
+            skipped, kept_labels = _featurize_into(out, ds, examples, config, clip_seconds, bar)
         out.flush()
         del out
-        if row < n:  # some files were skipped: rewrite the array without the empty tail
-            full = np.load(tmp, mmap_mode="r")
-            _save_npy(final, np.asarray(full[:row]))
-            del full
-        else:
-            publish(tmp, final)
+        _publish_rows(tmp, final, len(kept_labels), n)
     labels = ds._stack_labels([examples[i] for i in kept_labels])
     _save_npy(folder / f"{split}_labels.npy", labels)
     return skipped, kept_labels
+
+
+def _featurize_into(out, ds, examples, config, clip_seconds, bar):
+    """Decode and featurize ``examples`` in chunks into the rows of ``out``, in order.
+
+    Undecodable examples are skipped (their rows stay at the end, unused). Returns ``(skipped,
+    kept)``: ``[(name, reason), ...]`` and the indices into ``examples`` of the rows written.
+    """
+    from keras_quaternion.audio import decode_many
+    from keras_quaternion.datasets.base import _H5Pool
+    from keras_quaternion.features import quaternion_features
+
+    samples = int(round(clip_seconds * config.sample_rate))
+    chunk = max(1, min(256, int(128e6 // (samples * 4 * 6))))
+    skipped: list[tuple[str, str]] = []
+    kept_rows: list[int] = []
+    with _H5Pool() as pool, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # skipped files are reported once later
+
+        def decoder(ex):
+            try:
+                return ds.waveform(ex, config.sample_rate, clip_seconds, _pool=pool)
+            finally:
+                bar.update(1)
+
+        for start in range(0, len(examples), chunk):
+            waves, kept, bad = decode_many(
+                examples[start : start + chunk],
+                sample_rate=config.sample_rate,
+                clip_seconds=clip_seconds,
+                progress=False,
+                decoder=decoder,
+            )
+            skipped.extend(bad)
+            if waves:
+                row = len(kept_rows)
+                out[row : row + len(waves)] = quaternion_features(np.stack(waves), config).numpy()
+                kept_rows.extend(start + k for k in kept)
+    return skipped, kept_rows
+
+
+def _publish_rows(tmp: Path, final: Path, rows: int, n: int) -> None:
+    """Publish the memmap ``tmp`` as ``final``, cut to its first ``rows`` of ``n`` rows."""
+    if rows < n:  # some files were skipped: rewrite the array without the empty tail
+        full = np.load(tmp, mmap_mode="r")
+        _save_npy(final, np.asarray(full[:rows]))
+        del full
+    else:
+        publish(tmp, final)
 
 
 def prepare(
