@@ -389,6 +389,27 @@ def check_tflite(tflite_model, model=None, *, int8=True, custom_ops=()):
     """
     info = inspect_tflite(tflite_model)
     layers = operator_layers(info, model) if model is not None else [None] * len(info.operators)
+    problems = _operator_problems(info, layers, custom_ops)
+    if info.num_subgraphs > 1:
+        problems.append(
+            f"the model has {info.num_subgraphs} subgraphs (control flow); export a model "
+            f"without data-dependent control flow"
+        )
+    if int8:
+        problems += _float_problems(info, layers)
+    if problems:
+        unique = list(dict.fromkeys(problems))
+        raise ExportError(
+            "The converted model cannot run on TFLite Micro"
+            + (" as a full-integer int8 model" if int8 else "")
+            + ":\n  - "
+            + "\n  - ".join(unique)
+        )
+    return info
+
+
+def _operator_problems(info: TFLiteInfo, layers, custom_ops) -> list[str]:
+    """The operators TFLite Micro does not run: unknown custom ones and non-TFLM builtins."""
     problems = []
     for op, layer in zip(info.operators, layers):
         if op.name.startswith("CUSTOM:") and op.name[len("CUSTOM:") :] in custom_ops:
@@ -403,45 +424,35 @@ def check_tflite(tflite_model, model=None, *, int8=True, custom_ops=()):
                 f"{_describe(op, layer)} is not implemented by TFLite Micro (builtin operators "
                 f"listed in keras_quaternion.export.tflm_ops, from {TFLM_SOURCE})"
             )
-    if info.num_subgraphs > 1:
-        problems.append(
-            f"the model has {info.num_subgraphs} subgraphs (control flow); export a model "
-            f"without data-dependent control flow"
-        )
-    if int8:
-        floats = []
-        for op, layer in zip(info.operators, layers):
-            float_tensors = [
-                info.tensors[t].name
-                for t in (*op.inputs, *op.outputs)
-                if t >= 0 and info.tensors[t].dtype in ("FLOAT32", "FLOAT16", "FLOAT64")
-            ]
-            if float_tensors:
-                floats.append((op, layer, float_tensors))
-        # QUANTIZE/DEQUANTIZE around a float operator are symptoms; name the operator itself.
-        culprits = [f for f in floats if f[0].name not in ("QUANTIZE", "DEQUANTIZE")] or floats
-        for op, layer, float_tensors in culprits:
-            problems.append(
-                f"{_describe(op, layer)} was left in float ({len(float_tensors)} float "
-                f"tensors, e.g. '{float_tensors[0]}'): it has no int8 kernel; replace the "
-                f"layer by one with an int8 TFLite kernel or export with int8=False"
-            )
-        for role, idx in (("input", info.inputs), ("output", info.outputs)):
-            for t in idx:
-                if info.tensors[t].dtype != "INT8":
-                    problems.append(
-                        f"model {role} '{info.tensors[t].name}' is {info.tensors[t].dtype}, "
-                        f"expected INT8"
-                    )
-    if problems:
-        unique = list(dict.fromkeys(problems))
-        raise ExportError(
-            "The converted model cannot run on TFLite Micro"
-            + (" as a full-integer int8 model" if int8 else "")
-            + ":\n  - "
-            + "\n  - ".join(unique)
-        )
-    return info
+    return problems
+
+
+def _float_problems(info: TFLiteInfo, layers) -> list[str]:
+    """What keeps an int8 model from being full-integer: float operators, input or output."""
+    floats = []
+    for op, layer in zip(info.operators, layers):
+        float_tensors = [
+            info.tensors[t].name
+            for t in (*op.inputs, *op.outputs)
+            if t >= 0 and info.tensors[t].dtype in ("FLOAT32", "FLOAT16", "FLOAT64")
+        ]
+        if float_tensors:
+            floats.append((op, layer, float_tensors))
+    # QUANTIZE/DEQUANTIZE around a float operator are symptoms; name the operator itself.
+    culprits = [f for f in floats if f[0].name not in ("QUANTIZE", "DEQUANTIZE")] or floats
+    problems = [
+        f"{_describe(op, layer)} was left in float ({len(float_tensors)} float "
+        f"tensors, e.g. '{float_tensors[0]}'): it has no int8 kernel; replace the "
+        f"layer by one with an int8 TFLite kernel or export with int8=False"
+        for op, layer, float_tensors in culprits
+    ]
+    for role, idx in (("input", info.inputs), ("output", info.outputs)):
+        problems += [
+            f"model {role} '{info.tensors[t].name}' is {info.tensors[t].dtype}, expected INT8"
+            for t in idx
+            if info.tensors[t].dtype != "INT8"
+        ]
+    return problems
 
 
 # --------------------------------------------------------------------------- conversion
