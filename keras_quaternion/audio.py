@@ -268,40 +268,8 @@ def load_audio(
     if clip_seconds is not None:
         read_for = clip_seconds if read_for is None else min(read_for, clip_seconds)
 
-    spath = os.fspath(path)
-    p = Path(spath)
-    if not p.exists():
-        raise AudioDecodeError(
-            spath, "the file does not exist", hint="Check the path or the dataset's metadata."
-        )
-    if p.is_dir():
-        raise AudioDecodeError(spath, "it is a directory, not a file", hint="Pass an audio file.")
-    if p.stat().st_size == 0:
-        raise AudioDecodeError(spath, "the file is empty (0 bytes)")
-
-    ext = p.suffix.lower().lstrip(".")
-    try:
-        data, native_sr = _read_soundfile(spath, offset, read_for)
-    except AudioDecodeError:
-        raise
-    except Exception as sf_err:  # libsndfile: unknown/corrupt format, truncated file, ...
-        sf_reason = str(sf_err).strip() or type(sf_err).__name__
-        if ext in _soundfile_formats():
-            raise AudioDecodeError(
-                spath, f"it is not a readable {ext.upper()} file ({sf_reason})"
-            ) from sf_err
-        try:
-            data, native_sr = _read_audioread(spath, offset, read_for)
-        except AudioDecodeError:
-            raise
-        except Exception as ar_err:
-            raise AudioDecodeError(
-                spath,
-                f"libsndfile cannot read it ({sf_reason}) and audioread failed too "
-                f"({type(ar_err).__name__}: {ar_err})",
-                hint="Convert it to WAV or FLAC, or install ffmpeg for audioread.",
-            ) from ar_err
-
+    spath = _check_file(path)
+    data, native_sr = _read(spath, offset, read_for)
     if data.shape[0] == 0:
         raise AudioDecodeError(spath, "it contains no audio samples (zero length)")
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
@@ -313,6 +281,51 @@ def load_audio(
     if clip_seconds is not None:
         wave = fit_length(wave, int(round(clip_seconds * sample_rate)))
     return wave
+
+
+def _check_file(path) -> str:
+    """``path`` as a string when it names a non-empty file; else an :class:`AudioDecodeError`."""
+    spath = os.fspath(path)
+    p = Path(spath)
+    if not p.exists():
+        raise AudioDecodeError(
+            spath, "the file does not exist", hint="Check the path or the dataset's metadata."
+        )
+    if p.is_dir():
+        raise AudioDecodeError(spath, "it is a directory, not a file", hint="Pass an audio file.")
+    if p.stat().st_size == 0:
+        raise AudioDecodeError(spath, "the file is empty (0 bytes)")
+    return spath
+
+
+def _read(spath: str, offset: float, read_for: float | None):
+    """``(samples [n, channels], native rate)`` by libsndfile, else by audioread.
+
+    audioread is tried only for formats libsndfile does not know: a WAV or FLAC it cannot read
+    is corrupt, and its error says so.
+    """
+    ext = Path(spath).suffix.lower().lstrip(".")
+    try:
+        return _read_soundfile(spath, offset, read_for)
+    except AudioDecodeError:
+        raise
+    except Exception as sf_err:  # libsndfile: unknown/corrupt format, truncated file, ...
+        sf_reason = str(sf_err).strip() or type(sf_err).__name__
+        if ext in _soundfile_formats():
+            raise AudioDecodeError(
+                spath, f"it is not a readable {ext.upper()} file ({sf_reason})"
+            ) from sf_err
+        try:
+            return _read_audioread(spath, offset, read_for)
+        except AudioDecodeError:
+            raise
+        except Exception as ar_err:
+            raise AudioDecodeError(
+                spath,
+                f"libsndfile cannot read it ({sf_reason}) and audioread failed too "
+                f"({type(ar_err).__name__}: {ar_err})",
+                hint="Convert it to WAV or FLAC, or install ffmpeg for audioread.",
+            ) from ar_err
 
 
 def _item_name(item: Any) -> str:
