@@ -102,34 +102,63 @@ def _check_known(layer, shape, what):
         )
 
 
+_SUPPORTED = (
+    "supported layers with weights: Conv1D/2D/3D (+Transpose), DepthwiseConv1D/2D, "
+    "SeparableConv1D/2D, Dense, QConv1D/2D, QDense, and normalisation layers (0 MACs)."
+)
+
+
 def _layer_macs(layer, in_shapes, out_shapes):
     """MACs of one layer for one example, or None for layers without a MAC rule (0 MACs)."""
     if not in_shapes or not out_shapes:
         return None
     x_shape, y_shape = in_shapes[0], out_shapes[0]
     if isinstance(layer, QConv | QDense):
-        fast = 2 if layer.algorithm == "fast" else 1  # 8 instead of 16 products per quaternion
-        if isinstance(layer, QDense):
-            _check_known(layer, x_shape, "input")
-            return math.prod(x_shape[1:-1]) * int(x_shape[-1]) * int(y_shape[-1]) // fast
-        _check_known(layer, y_shape, "output")
-        spatial = math.prod(y_shape[1:-1]) * math.prod(layer.kernel_size)
-        return spatial * int(x_shape[-1]) * int(y_shape[-1]) // fast
+        return _quaternion_macs(layer, x_shape, y_shape)
+    macs = _real_conv_macs(layer, x_shape, y_shape)
+    if macs is not None:
+        return macs
+    if isinstance(layer, keras.layers.Dense):
+        _check_known(layer, x_shape, "input")
+        return math.prod(x_shape[1:-1]) * int(x_shape[-1]) * int(y_shape[-1])
+    if isinstance(layer, keras.layers.EinsumDense):
+        raise ValueError(
+            f"count_macs: layer '{layer.name}' (EinsumDense) is not supported; {_SUPPORTED}"
+        )
+    if isinstance(layer, _ZERO_WEIGHT_TYPES) or not layer.weights:
+        return None
+    raise ValueError(
+        f"count_macs: layer '{layer.name}' ({type(layer).__name__}) has weights but no MAC "
+        f"rule; {_SUPPORTED}"
+    )
+
+
+def _quaternion_macs(layer, x_shape, y_shape) -> int:
+    """Real multiply-accumulates of a ``QConv`` / ``QDense`` (halved by the fast algorithm)."""
+    fast = 2 if layer.algorithm == "fast" else 1  # 8 instead of 16 products per quaternion
+    if isinstance(layer, QDense):
+        _check_known(layer, x_shape, "input")
+        return math.prod(x_shape[1:-1]) * int(x_shape[-1]) * int(y_shape[-1]) // fast
+    _check_known(layer, y_shape, "output")
+    spatial = math.prod(y_shape[1:-1]) * math.prod(layer.kernel_size)
+    return spatial * int(x_shape[-1]) * int(y_shape[-1]) // fast
+
+
+def _real_conv_macs(layer, x_shape, y_shape) -> int | None:
+    """MACs of a Keras convolution of any kind; ``None`` for other layers."""
     # Order matters: Separable/Depthwise/Transpose subclass the generic base conv class.
     if isinstance(layer, keras.layers.SeparableConv1D | keras.layers.SeparableConv2D):
         _check_known(layer, y_shape, "output")
-        spatial = math.prod(y_shape[1:-1])
-        c_in = int(x_shape[-1])
-        mid = c_in * layer.depth_multiplier
-        return spatial * (math.prod(layer.kernel_size) * mid + mid * int(y_shape[-1]))
+        mid = int(x_shape[-1]) * layer.depth_multiplier
+        per_position = math.prod(layer.kernel_size) * mid + mid * int(y_shape[-1])
+        return math.prod(y_shape[1:-1]) * per_position
     if isinstance(layer, keras.layers.DepthwiseConv1D | keras.layers.DepthwiseConv2D):
         _check_known(layer, y_shape, "output")
-        spatial = math.prod(y_shape[1:-1])
-        return spatial * math.prod(layer.kernel_size) * int(y_shape[-1])
-    if isinstance(
-        layer,
-        keras.layers.Conv1DTranspose | keras.layers.Conv2DTranspose | keras.layers.Conv3DTranspose,
-    ):
+        return math.prod(y_shape[1:-1]) * math.prod(layer.kernel_size) * int(y_shape[-1])
+    transposed = (
+        keras.layers.Conv1DTranspose | keras.layers.Conv2DTranspose | keras.layers.Conv3DTranspose
+    )
+    if isinstance(layer, transposed):
         _check_known(layer, x_shape, "input")
         spatial = math.prod(x_shape[1:-1])
         return spatial * math.prod(layer.kernel_size) * int(x_shape[-1]) * int(y_shape[-1])
@@ -138,25 +167,10 @@ def _layer_macs(layer, in_shapes, out_shapes):
             x_shape = (x_shape[0], *x_shape[2:], x_shape[1])
             y_shape = (y_shape[0], *y_shape[2:], y_shape[1])
         _check_known(layer, y_shape, "output")
-        spatial = math.prod(y_shape[1:-1])
         per_group_in = int(x_shape[-1]) // layer.groups
+        spatial = math.prod(y_shape[1:-1])
         return spatial * math.prod(layer.kernel_size) * per_group_in * int(y_shape[-1])
-    if isinstance(layer, keras.layers.Dense):
-        _check_known(layer, x_shape, "input")
-        return math.prod(x_shape[1:-1]) * int(x_shape[-1]) * int(y_shape[-1])
-    if isinstance(layer, keras.layers.EinsumDense):
-        raise ValueError(
-            f"count_macs: layer '{layer.name}' (EinsumDense) is not supported; supported layers "
-            "with weights: Conv1D/2D/3D (+Transpose), DepthwiseConv1D/2D, SeparableConv1D/2D, "
-            "Dense, QConv1D/2D, QDense, and normalisation layers (0 MACs)."
-        )
-    if isinstance(layer, _ZERO_WEIGHT_TYPES) or not layer.weights:
-        return None
-    raise ValueError(
-        f"count_macs: layer '{layer.name}' ({type(layer).__name__}) has weights but no MAC "
-        "rule; supported layers with weights: Conv1D/2D/3D (+Transpose), DepthwiseConv1D/2D, "
-        "SeparableConv1D/2D, Dense, QConv1D/2D, QDense, and normalisation layers (0 MACs)."
-    )
+    return None
 
 
 def _walk(model, input_specs, prefix, per_layer):
