@@ -74,32 +74,13 @@ def _event(name: str, rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     if name == "tone":
         return np.sin(2 * np.pi * min(_loguniform(rng, 200, 2000), nyq) * t + rng.uniform(0, 6.3))
     if name == "chord":
-        root = _loguniform(rng, 150, 500)
-        third = 5 / 4 if rng.random() < 0.5 else 6 / 5
-        out = np.zeros(n)
-        for ratio in (1.0, third, 1.5):
-            for h in range(1, 5):
-                f = root * ratio * h
-                if f < nyq:
-                    out += np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3)) / h
-        return out
+        return _chord(rng, t, nyq)
     if name == "white_noise":
         return rng.standard_normal(n)
     if name == "pink_noise":
         return _pink(rng, n)
     if name == "clicks":
-        rate = rng.uniform(5, 20)
-        out = np.zeros(n)
-        m = max(2, int(0.003 * sr))
-        shape = np.exp(-np.arange(m) / (0.0005 * sr))
-        period = sr / rate
-        pos = rng.uniform(0, period)
-        while pos < n - 1:
-            i = int(pos)
-            seg = rng.standard_normal(m) * shape
-            out[i : i + m] += seg[: n - i]
-            pos += period * rng.uniform(0.95, 1.05)
-        return out
+        return _clicks(rng, n, sr)
     if name in ("up_chirp", "down_chirp"):
         return _sweep(rng, t, sr, up=name == "up_chirp")
     if name == "tremolo":
@@ -108,23 +89,57 @@ def _event(name: str, rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
         env = 1.0 - 0.5 * depth * (1.0 + np.cos(2 * np.pi * rate * t + rng.uniform(0, 6.3)))
         return env * np.sin(2 * np.pi * f * t)
     if name == "beeps":
-        f = min(_loguniform(rng, 500, 3000), nyq)
-        count = int(rng.integers(3, 7))
-        beep = int(rng.uniform(0.04, 0.08) * sr)
-        out = np.zeros(n)
-        starts = np.linspace(0, max(n - beep, 0), count).astype(int)
-        tb = np.arange(beep) / sr
-        fade = np.minimum(1.0, np.minimum(tb, tb[::-1]) / 0.005)
-        tone = np.sin(2 * np.pi * f * tb) * fade
-        for s in starts:
-            seg = tone[: n - s]
-            out[s : s + seg.shape[0]] += seg
-        return out
+        return _beeps(rng, n, sr)
     if name == "vibrato":
         f = min(_loguniform(rng, 300, 1500), nyq / 1.1)
         rate, depth = rng.uniform(4, 8), rng.uniform(0.03, 0.08)
         return np.sin(2 * np.pi * f * t + depth * f / rate * np.sin(2 * np.pi * rate * t))
     raise ValueError(f"synthetic: unknown class {name!r}; classes are {list(SYNTHETIC_CLASSES)}.")
+
+
+def _chord(rng: np.random.Generator, t: np.ndarray, nyq: float) -> np.ndarray:
+    """A major or minor triad, four harmonics per note (those below ``nyq``)."""
+    root = _loguniform(rng, 150, 500)
+    third = 5 / 4 if rng.random() < 0.5 else 6 / 5
+    out = np.zeros(t.shape[0])
+    for ratio in (1.0, third, 1.5):
+        for h in range(1, 5):
+            f = root * ratio * h
+            if f < nyq:
+                out += np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3)) / h
+    return out
+
+
+def _clicks(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    """Decaying noise bursts of 3 ms at 5-20 per second, slightly irregular."""
+    rate = rng.uniform(5, 20)
+    out = np.zeros(n)
+    m = max(2, int(0.003 * sr))
+    shape = np.exp(-np.arange(m) / (0.0005 * sr))
+    period = sr / rate
+    pos = rng.uniform(0, period)
+    while pos < n - 1:
+        i = int(pos)
+        seg = rng.standard_normal(m) * shape
+        out[i : i + m] += seg[: n - i]
+        pos += period * rng.uniform(0.95, 1.05)
+    return out
+
+
+def _beeps(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    """Three to six evenly spaced 40-80 ms beeps of one pitch, with 5 ms fades."""
+    f = min(_loguniform(rng, 500, 3000), 0.45 * sr)
+    count = int(rng.integers(3, 7))
+    beep = int(rng.uniform(0.04, 0.08) * sr)
+    out = np.zeros(n)
+    starts = np.linspace(0, max(n - beep, 0), count).astype(int)
+    tb = np.arange(beep) / sr
+    fade = np.minimum(1.0, np.minimum(tb, tb[::-1]) / 0.005)
+    tone = np.sin(2 * np.pi * f * tb) * fade
+    for s in starts:
+        seg = tone[: n - s]
+        out[s : s + seg.shape[0]] += seg
+    return out
 
 
 def generate_clip(
