@@ -201,9 +201,29 @@ class PruningReport:
 
     def to_markdown(self):
         """The report as a Markdown document (a summary and a per-layer table)."""
-        lines = [
-            f"# Pruning report: {self.model}",
+        lines = [f"# Pruning report: {self.model}", "", *self._summary_lines(), ""]
+        lines += self._layer_lines()
+        lines += [
             "",
+            "Filters and inputs count quaternion units in quaternion layers (QConv, QDense); "
+            "inputs of other layers count real channels.",
+        ]
+        if self.groups:
+            lines += ["", "| group | producers | units | ratio | status |", "|---|---|---|---|---|"]
+            lines += [
+                f"| {g.index} | {', '.join(g.producers)} | {g.units_before} -> {g.units_after} | "
+                f"{g.ratio:g} | {g.status} |"
+                for g in self.groups
+            ]
+        if self.notes:
+            lines += ["", "Notes:", ""] + [f"- {n}" for n in self.notes]
+        lines.append("")
+        lines.append("Kept filter indices per layer are in the JSON report (`kept`).")
+        return "\n".join(lines) + "\n"
+
+    def _summary_lines(self) -> list[str]:
+        """The Markdown bullets: method, parameters before and after, MACs when counted."""
+        lines = [
             f"- method: `{self.method}`, ratio p = {self.ratio:g}, layers: `{self.layers}`, "
             f"residual: `{self.residual}`, seed: {self.seed}",
             f"- trainable parameters: {self.params_before[0]:,} -> {self.params_after[0]:,} "
@@ -216,17 +236,20 @@ class PruningReport:
                 f"- MACs per example{frames}: {self.macs_before:,} -> {self.macs_after:,} "
                 f"(x{self.macs_ratio:.3f})"
             )
-        lines += [
-            "",
-            "| layer | type | role | filters | inputs | params | MACs |",
-            "|---|---|---|---|---|---|---|",
-        ]
+        return lines
+
+    def _layer_lines(self) -> list[str]:
+        """The per-layer Markdown table, ``before -> after`` where a count changed."""
 
         def pair(a, b):
             if a is None:
                 return "-"
             return f"{a:,}" if a == b else f"{a:,} -> {b:,}"
 
+        lines = [
+            "| layer | type | role | filters | inputs | params | MACs |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for row in self.layers_table:
             lines.append(
                 f"| {row.name} | {row.class_name} | {row.role} | "
@@ -235,24 +258,7 @@ class PruningReport:
                 f"{pair(row.params_before, row.params_after)} | "
                 f"{pair(row.macs_before, row.macs_after)} |"
             )
-        lines += [
-            "",
-            "Filters and inputs count quaternion units in quaternion layers (QConv, QDense); "
-            "inputs of other layers count real channels.",
-        ]
-        if self.groups:
-            lines += ["", "| group | producers | units | ratio | status |", "|---|---|---|---|---|"]
-            for g in self.groups:
-                producers = ", ".join(g.producers)
-                lines.append(
-                    f"| {g.index} | {producers} | {g.units_before} -> {g.units_after} | "
-                    f"{g.ratio:g} | {g.status} |"
-                )
-        if self.notes:
-            lines += ["", "Notes:", ""] + [f"- {n}" for n in self.notes]
-        lines.append("")
-        lines.append("Kept filter indices per layer are in the JSON report (`kept`).")
-        return "\n".join(lines) + "\n"
+        return lines
 
     def save(self, directory):
         """Write ``pruning_report.json`` and ``pruning_report.md`` into ``directory`` atomically.
