@@ -600,7 +600,23 @@ def stratified_holdout(
     if n < 2:
         return list(examples), []
 
-    # groups -> member indices; each group gets its majority stratum
+    members, strata = _group_strata(examples, stratify, group)
+    rng = np.random.default_rng(seed)
+    target = _held_targets(strata, members, float(fraction), n, rng)
+    held_idx: set[int] = set()
+    for s in sorted(strata, key=repr):
+        held_idx.update(_take_groups(sorted(strata[s], key=repr), members, target[s], rng))
+    kept = [ex for i, ex in enumerate(examples) if i not in held_idx]
+    held = [ex for i, ex in enumerate(examples) if i in held_idx]
+    return kept, held
+
+
+def _group_strata(examples, stratify, group):
+    """``(members, strata)``: ``{group: example indices}`` and ``{stratum: groups}``.
+
+    Without ``group`` every example is its own group; a group's stratum is its majority one
+    (ties: the smallest by ``repr``).
+    """
     members: dict[Hashable, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
         members[("g", group(ex)) if group else ("i", i)].append(i)
@@ -610,39 +626,43 @@ def stratified_holdout(
         top = max(votes.values())
         stratum = min((k for k, v in votes.items() if v == top), key=repr)
         strata[stratum].append(gkey)
+    return members, strata
 
-    # target held-out examples per stratum: largest remainder on round(fraction * n)
+
+def _held_targets(strata, members, fraction: float, n: int, rng) -> dict:
+    """Examples to hold out per stratum: largest remainder on ``round(fraction * n)``."""
     total = max(1, int(round(fraction * n)))
     sizes = {s: sum(len(members[g]) for g in gs) for s, gs in strata.items()}
     exact = {s: fraction * sizes[s] for s in strata}
     target = {s: int(np.floor(exact[s])) for s in strata}
-    rng = np.random.default_rng(seed)
     keys = sorted(strata, key=repr)
     tie = dict(zip(keys, rng.permutation(len(keys)).tolist()))  # seeded tie-break
     order = sorted(keys, key=lambda s: (-round(exact[s] - target[s], 9), tie[s]))
     for s in order[: max(0, total - sum(target.values()))]:
         target[s] += 1
+    return target
 
-    held_idx: set[int] = set()
-    for s in sorted(strata, key=repr):
-        gkeys = sorted(strata[s], key=repr)
-        if len(gkeys) < 2:
-            continue  # never hold out a whole stratum
-        perm = rng.permutation(len(gkeys))
-        got = 0
-        taken = 0
-        for p in perm:
-            if got >= target[s] or taken == len(gkeys) - 1:
-                break
-            size = len(members[gkeys[p]])
-            if got + size > target[s] and (got + size - target[s]) > (target[s] - got):
-                continue  # this group would overshoot more than it helps
-            held_idx.update(members[gkeys[p]])
-            got += size
-            taken += 1
-    kept = [ex for i, ex in enumerate(examples) if i not in held_idx]
-    held = [ex for i, ex in enumerate(examples) if i in held_idx]
-    return kept, held
+
+def _take_groups(gkeys: list, members, target: int, rng) -> set[int]:
+    """Example indices of a stratum's groups, taken in a seeded order up to about ``target``.
+
+    A stratum of one group gives none (never hold out a whole stratum), and at least one group
+    always stays; a group is skipped when it would overshoot more than it helps.
+    """
+    held: set[int] = set()
+    if len(gkeys) < 2:
+        return held
+    got = taken = 0
+    for p in rng.permutation(len(gkeys)):
+        if got >= target or taken == len(gkeys) - 1:
+            break
+        size = len(members[gkeys[p]])
+        if got + size > target and (got + size - target) > (target - got):
+            continue  # this group would overshoot more than it helps
+        held.update(members[gkeys[p]])
+        got += size
+        taken += 1
+    return held
 
 
 def require_dir(dataset: str, data_dir: str | os.PathLike | None, layout: str) -> Path:
