@@ -845,6 +845,27 @@ def check_fraction(dataset: str, option: str, value: Any, *, allow_zero: bool = 
     return v
 
 
+def check_split_fractions(dataset: str, test_fraction, validation_fraction) -> tuple[float, float]:
+    """The checked test and validation fractions of a seeded split: each in (0, 1), sum < 0.9.
+
+    Example:
+        >>> check_split_fractions("gtzan", 0.1, 0.1)
+        (0.1, 0.1)
+        >>> check_split_fractions("gtzan", 0.5, 0.4)
+        Traceback (most recent call last):
+        ...
+        ValueError: Dataset 'gtzan': test_fraction + validation_fraction must be < 0.9, got 0.5 + 0.4.
+    """  # noqa: E501
+    test_fraction = check_fraction(dataset, "test_fraction", test_fraction)
+    validation_fraction = check_fraction(dataset, "validation_fraction", validation_fraction)
+    if test_fraction + validation_fraction >= 0.9:
+        raise ValueError(
+            f"Dataset {dataset!r}: test_fraction + validation_fraction must be < 0.9, got "
+            f"{test_fraction} + {validation_fraction}."
+        )
+    return test_fraction, validation_fraction
+
+
 def read_csv_rows(
     dataset: str, path: Path, required: Sequence[str], layout: str, *, comment: str | None = None
 ) -> list[dict[str, str]]:

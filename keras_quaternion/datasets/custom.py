@@ -12,8 +12,8 @@ from keras_quaternion.datasets.base import (
     DatasetLayoutError,
     Example,
     check_choice,
-    check_fraction,
     check_int,
+    check_split_fractions,
     list_audio,
     read_csv_rows,
     require_dir,
@@ -120,7 +120,7 @@ def load_folder(
     """
     root = require_dir("folder", data_dir, FOLDER_LAYOUT)
     check_choice("folder", "layout", layout, ("auto", "classes", "splits"))
-    test_fraction, validation_fraction = _check_fractions(
+    test_fraction, validation_fraction = check_split_fractions(
         "folder", test_fraction, validation_fraction
     )
     seed = check_int("folder", "seed", seed, 0)
@@ -148,18 +148,6 @@ def load_folder(
             "options": {"layout": layout, "seed": seed},
         },
     )
-
-
-def _check_fractions(dataset: str, test_fraction, validation_fraction) -> tuple[float, float]:
-    """The checked test and validation fractions of ``dataset``'s loader (together < 0.9)."""
-    test_fraction = check_fraction(dataset, "test_fraction", test_fraction)
-    validation_fraction = check_fraction(dataset, "validation_fraction", validation_fraction)
-    if test_fraction + validation_fraction >= 0.9:
-        raise ValueError(
-            f"Dataset {dataset!r}: test_fraction + validation_fraction must be < 0.9, got "
-            f"{test_fraction} + {validation_fraction}."
-        )
-    return test_fraction, validation_fraction
 
 
 def _split_dirs(root: Path, layout: str) -> tuple[str, dict[str, Path]]:
@@ -233,7 +221,9 @@ def _find_csv(data_dir) -> Path:
 
 def _check_csv_options(test_fraction, validation_fraction, seed, multi_label, separator):
     """The checked ``(test_fraction, validation_fraction, seed)`` of :func:`load_csv`."""
-    test_fraction, validation_fraction = _check_fractions("csv", test_fraction, validation_fraction)
+    test_fraction, validation_fraction = check_split_fractions(
+        "csv", test_fraction, validation_fraction
+    )
     seed = check_int("csv", "seed", seed, 0)
     if not isinstance(multi_label, bool):
         raise ValueError(

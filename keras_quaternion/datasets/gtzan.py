@@ -8,8 +8,8 @@ from keras_quaternion.datasets.base import (
     AudioDataset,
     DatasetLayoutError,
     Example,
-    check_fraction,
     check_int,
+    check_split_fractions,
     list_audio,
     require_dir,
     stratified_holdout,
@@ -93,13 +93,9 @@ def load_gtzan(
         >>> ds = load_gtzan("data/gtzan", seed=1)  # doctest: +SKIP
     """
     root = require_dir("gtzan", data_dir, LAYOUT)
-    test_fraction = check_fraction("gtzan", "test_fraction", test_fraction)
-    validation_fraction = check_fraction("gtzan", "validation_fraction", validation_fraction)
-    if test_fraction + validation_fraction >= 0.9:
-        raise ValueError(
-            f"Dataset 'gtzan': test_fraction + validation_fraction must be < 0.9, got "
-            f"{test_fraction} + {validation_fraction}."
-        )
+    test_fraction, validation_fraction = check_split_fractions(
+        "gtzan", test_fraction, validation_fraction
+    )
     seed = check_int("gtzan", "seed", seed, 0)
     genre_root = _find_genre_root(root)
     if genre_root is None:
