@@ -133,6 +133,30 @@ def _check_int(value, what, minimum, why):
     return int(value)
 
 
+def _check_input_size(spec, n_mels, frames) -> tuple[int, int | None]:
+    """``(n_mels, frames)`` checked against the model's pooling depth (``frames`` may be None)."""
+    pools = f"{spec.poolings} times with 2x2 average poolings"
+    n_mels = _check_int(n_mels, "n_mels", spec.min_mels, f"{spec.name} halves the mel axis {pools}")
+    if frames is not None:
+        frames = _check_int(
+            frames, "frames", spec.min_frames, f"{spec.name} halves the time axis {pools}"
+        )
+    return n_mels, frames
+
+
+def _resolve_bn(bn, spec) -> str:
+    """The normalisation mode: ``None`` is ``"real"``; quaternion modes need a q* model."""
+    bn = "real" if bn is None else bn
+    allowed = BN_MODES if spec.quaternion else ("real",)
+    if bn not in allowed:
+        raise ValueError(
+            f"build(): bn={bn!r} is not available for {spec.name}; allowed: "
+            f"{', '.join(repr(a) for a in allowed)} (or None)."
+            + ("" if spec.quaternion else " Quaternion normalisation needs a q* model.")
+        )
+    return bn
+
+
 def _resolve_dropout(dropout):
     if dropout is None:
         return dict(DEFAULT_DROPOUT)
@@ -260,19 +284,7 @@ def build(
     """
     spec = describe(name)
     classes = _check_int(classes, "classes", 2, "a classifier needs at least two classes")
-    n_mels = _check_int(
-        n_mels,
-        "n_mels",
-        spec.min_mels,
-        f"{spec.name} halves the mel axis {spec.poolings} times with 2x2 average poolings",
-    )
-    if frames is not None:
-        frames = _check_int(
-            frames,
-            "frames",
-            spec.min_frames,
-            f"{spec.name} halves the time axis {spec.poolings} times with 2x2 average poolings",
-        )
+    n_mels, frames = _check_input_size(spec, n_mels, frames)
     if not isinstance(multi_label, bool):
         raise ValueError(f"build(): multi_label must be True or False, got {multi_label!r}.")
     if isinstance(width, bool) or not isinstance(width, numbers.Real) or not 0 < width <= MAX_WIDTH:
@@ -280,15 +292,7 @@ def build(
             f"build(): width must be a number in (0, {MAX_WIDTH:g}] (1.0 = PANNs' widths), "
             f"got {width!r}."
         )
-    if bn is None:
-        bn = "real"
-    allowed = BN_MODES if spec.quaternion else ("real",)
-    if bn not in allowed:
-        raise ValueError(
-            f"build(): bn={bn!r} is not available for {spec.name}; allowed: "
-            f"{', '.join(repr(a) for a in allowed)} (or None)."
-            + ("" if spec.quaternion else " Quaternion normalisation needs a q* model.")
-        )
+    bn = _resolve_bn(bn, spec)
     rates = _resolve_dropout(dropout)
     algorithm = _resolve_algorithm(qconv_algorithm, spec)
     if model_name is not None and not isinstance(model_name, str):
