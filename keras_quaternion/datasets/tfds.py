@@ -25,8 +25,8 @@ import numpy as np
 from keras_quaternion.datasets.base import (
     AudioDataset,
     Example,
-    check_fraction,
     check_int,
+    check_split_fractions,
     stratified_holdout,
 )
 from keras_quaternion.datasets.registry import TFDS_PREFIX, DatasetSpec
@@ -447,13 +447,9 @@ def _carve(splits: dict, chosen: dict, validation_fraction: float, test_fraction
 
 def _check_options(name, validation_fraction, test_fraction, seed, sample_rate, max_memory_gb):
     """Validate the numeric options; returns them converted."""
-    validation_fraction = check_fraction(name, "validation_fraction", validation_fraction)
-    test_fraction = check_fraction(name, "test_fraction", test_fraction)
-    if validation_fraction + test_fraction >= 0.9:
-        raise ValueError(
-            f"Dataset '{name}': validation_fraction + test_fraction must be < 0.9, got "
-            f"{validation_fraction} + {test_fraction}."
-        )
+    test_fraction, validation_fraction = check_split_fractions(
+        name, test_fraction, validation_fraction
+    )
     seed = check_int(name, "seed", seed, 0)
     if sample_rate is not None:
         sample_rate = check_int(name, "sample_rate", sample_rate, 1000, 768_000)

@@ -78,8 +78,8 @@ from keras_quaternion.training.recipe import (
     DEFAULT_LR,
     DEFAULT_SPEC_AUGMENT,
     DEFAULT_TIME_SHIFT,
-    DEFAULT_WEIGHT_DECAY,
     DEFAULT_WARMUP_EPOCHS,
+    DEFAULT_WEIGHT_DECAY,
     Recipe,
 )
 from keras_quaternion.training.records import (
