@@ -211,7 +211,7 @@ def test_bad_split_options(tmp_path):
         datasets.load("tfds:gtzan", tmp_path, test_split=["a", "b"])
     with pytest.raises(TFDSError, match=r"names no split of the builder; its splits: \['train'\]"):
         resolve_splits("tfds:x", ["train"], "train", None, "test")
-    with pytest.raises(ValueError, match="validation_fraction \\+ test_fraction must be < 0.9"):
+    with pytest.raises(ValueError, match="test_fraction \\+ validation_fraction must be < 0.9"):
         datasets.load("tfds:gtzan", validation_fraction=0.5, test_fraction=0.45)
 
 
