@@ -329,47 +329,66 @@ def deploy_model(model, *, batch_size=None, input_shape=None, replace=None):
             f"functional or Sequential model so its layers can be rewritten for deployment."
         )
 
-    plan = fold_plan(functional)
-    folded_into = {source: bn for bn, source in plan.items()}
-    by_name = {layer.name: layer for layer in functional.layers}
-    pending = {}  # new layer name -> weights to set once built
+    cloner = _DeployCloner(functional, replace)
+    input_tensors = _fixed_inputs(functional, model.name, batch_size, input_shape)
+    cloned = keras.models.clone_model(
+        functional, input_tensors=input_tensors, clone_function=cloner.clone
+    )
+    _set_pending_weights(cloned, cloner.pending)
+    return cloned
 
-    def clone(layer):
+
+class _DeployCloner:
+    """``clone_function`` of :func:`deploy_model`: each layer's inference-only replacement.
+
+    ``pending`` collects the weights of every new layer (by name), set once the clone is built.
+    """
+
+    def __init__(self, functional, replace):
+        self.plan = fold_plan(functional)  # batch norm name -> the layer it folds into
+        self.folded_into = {source: bn for bn, source in self.plan.items()}
+        self.by_name = {layer.name: layer for layer in functional.layers}
+        self.replace = replace
+        self.pending = {}
+
+    def clone(self, layer):
+        """The layer that replaces ``layer`` in the deployed model."""
         name = layer.name
         if isinstance(layer, keras.Model):
-            return deploy_model(layer, replace=replace)  # called on the outer tensors
-        if replace is not None and isinstance(layer, (QConv, QDense)):
-            made = replace(layer, by_name.get(folded_into.get(name)))
+            return deploy_model(layer, replace=self.replace)  # called on the outer tensors
+        if self.replace is not None and isinstance(layer, (QConv, QDense)):
+            made = self.replace(layer, self.by_name.get(self.folded_into.get(name)))
             if made is not None:
-                new, pending[name] = made
+                new, self.pending[name] = made
                 return new
-        if name in folded_into:
-            kernel, bias = _source_kernel_bias(layer)
-            a, c = batch_norm_affine(by_name[folded_into[name]])
-            kernel = kernel @ a.T
-            bias = a @ bias + c
-            pending[name] = [kernel, bias]
-            return _real_layer_like(layer, kernel.shape[-1])
-        if name in plan:
+        if name in self.folded_into:
+            return self._folded(layer)
+        if name in self.plan:
             return FoldedAway(name=name)
         if isinstance(layer, (QConv, QDense)):
             kernel, bias = _source_kernel_bias(layer)
-            pending[name] = [kernel, bias]
+            self.pending[name] = [kernel, bias]
             return _real_layer_like(layer, kernel.shape[-1])
         if isinstance(layer, QBatchNormalization):
-            new, pending[name] = _standalone_qbn(layer)
+            new, self.pending[name] = _standalone_qbn(layer)
             return new
+        return self._copy(layer)
+
+    def _folded(self, layer):
+        """A real layer whose kernel and bias take in the batch norm that follows ``layer``."""
+        kernel, bias = _source_kernel_bias(layer)
+        a, c = batch_norm_affine(self.by_name[self.folded_into[layer.name]])
+        self.pending[layer.name] = [kernel @ a.T, a @ bias + c]
+        return _real_layer_like(layer, kernel.shape[-1])
+
+    def _copy(self, layer):
+        """A fresh copy of any other layer (the layer itself when it cannot be re-created)."""
         try:
             new = layer.__class__.from_config(layer.get_config())
         except Exception:  # e.g. a Lambda layer or an unregistered custom layer
             return layer  # reused as is: it holds no quaternion weights to rewrite
-        pending[name] = layer.get_weights()
+        self.pending[layer.name] = layer.get_weights()
         return new
-
-    input_tensors = _fixed_inputs(functional, model.name, batch_size, input_shape)
-    cloned = keras.models.clone_model(functional, input_tensors=input_tensors, clone_function=clone)
-    _set_pending_weights(cloned, pending)
-    return cloned
 
 
 def _fixed_inputs(functional, name, batch_size, input_shape):
