@@ -141,6 +141,25 @@ class FeatureConfig:
         return cls(mel_norm="slaney", mel_scale="slaney")
 
     def __post_init__(self):
+        self._check_framing()
+        self._check_band()
+        if not _is_int(self.delta_width) or self.delta_width < 5 or self.delta_width % 2 != 1:
+            raise ValueError(
+                "FeatureConfig.delta_width must be an odd integer >= 5 (the Savitzky-Golay window "
+                f"in frames must exceed the highest derivative order, 3), got {self.delta_width!r}."
+            )
+        object.__setattr__(self, "delta_width", int(self.delta_width))
+        if self.mel_norm not in _MEL_NORMS:
+            raise ValueError(
+                f"FeatureConfig.mel_norm must be one of {_MEL_NORMS}, got {self.mel_norm!r}."
+            )
+        if self.mel_scale not in _MEL_SCALES:
+            raise ValueError(
+                f"FeatureConfig.mel_scale must be one of {_MEL_SCALES}, got {self.mel_scale!r}."
+            )
+
+    def _check_framing(self) -> None:
+        """The integer fields (rate, FFT, hop, mel bands) and a hop that leaves no gaps."""
         for name, minimum in (("sample_rate", 1), ("n_fft", 2), ("hop_length", 1), ("n_mels", 1)):
             value = getattr(self, name)
             if not _is_int(value):
@@ -156,6 +175,9 @@ class FeatureConfig:
                 f"FeatureConfig.hop_length must be in [1, n_fft={self.n_fft}] (frames may overlap "
                 f"but not leave gaps), got {self.hop_length}."
             )
+
+    def _check_band(self) -> None:
+        """``0 <= fmin < fmax <= sample_rate / 2``, both finite numbers of Hz."""
         for name in ("fmin", "fmax"):
             value = getattr(self, name)
             if not _is_real(value) or not math.isfinite(float(value)):
@@ -174,20 +196,6 @@ class FeatureConfig:
         if self.fmin >= self.fmax:
             raise ValueError(
                 f"FeatureConfig.fmin must be < fmax = {self.fmax} Hz, got fmin={self.fmin}."
-            )
-        if not _is_int(self.delta_width) or self.delta_width < 5 or self.delta_width % 2 != 1:
-            raise ValueError(
-                "FeatureConfig.delta_width must be an odd integer >= 5 (the Savitzky-Golay window "
-                f"in frames must exceed the highest derivative order, 3), got {self.delta_width!r}."
-            )
-        object.__setattr__(self, "delta_width", int(self.delta_width))
-        if self.mel_norm not in _MEL_NORMS:
-            raise ValueError(
-                f"FeatureConfig.mel_norm must be one of {_MEL_NORMS}, got {self.mel_norm!r}."
-            )
-        if self.mel_scale not in _MEL_SCALES:
-            raise ValueError(
-                f"FeatureConfig.mel_scale must be one of {_MEL_SCALES}, got {self.mel_scale!r}."
             )
 
     # --- serialisation -------------------------------------------------------------------------
