@@ -155,20 +155,7 @@ def _smallest_arena(data, tensor, start, resolution):
                 capture_output=True,
                 text=True,
             )
-            probing = None
-            for line in child.stdout.splitlines():
-                fields = line.split()
-                if fields[:1] == ["P"]:
-                    probing = int(fields[1])
-                elif fields[:1] == ["R"]:
-                    probing = None
-                    size, ok = int(fields[1]), fields[2] == "1"
-                    if ok:
-                        high, verified = size, True
-                    elif verified:
-                        low = size
-                    else:  # the upper bound failed: double it
-                        low, high = size, size * 2
+            low, high, verified, probing = _read_probes(child.stdout, low, high, verified)
             if child.returncode == 3:
                 raise RuntimeError(
                     "TFLite Micro could not allocate or run the model even with a 2 GiB arena; "
@@ -187,6 +174,30 @@ def _smallest_arena(data, tensor, start, resolution):
             if verified and high - low <= resolution:
                 return high
         raise RuntimeError("The arena search did not converge after 64 restarts.")
+
+
+def _read_probes(stdout: str, low: int, high: int, verified: bool):
+    """The arena search's ``(low, high, verified, probing)`` after a worker's report.
+
+    The worker prints ``P size`` before it tries an arena and ``R size ok`` after: a success
+    lowers the upper bound, a failure raises the lower one (or doubles an unverified upper
+    bound). ``probing`` is the size it was trying when it stopped, ``None`` when it finished.
+    """
+    probing = None
+    for line in stdout.splitlines():
+        fields = line.split()
+        if fields[:1] == ["P"]:
+            probing = int(fields[1])
+        elif fields[:1] == ["R"]:
+            probing = None
+            size, ok = int(fields[1]), fields[2] == "1"
+            if ok:
+                high, verified = size, True
+            elif verified:
+                low = size
+            else:  # the upper bound failed: double it
+                low, high = size, size * 2
+    return low, high, verified, probing
 
 
 def _recorded_total(data, arena_size, sample):
