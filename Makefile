@@ -81,6 +81,9 @@ figures-trained:
 		--protocol refit --models qcnn6:0.25 --threads 1 --out $(OUT)/speaker_refit.md \
 		--json $(OUT)/speaker_refit.json
 	$(SPLICE) docs/training.md speaker_refit $(OUT)/speaker_refit.md
+	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
+		--models qcnn6:0.25 --weight-decay 0.3 --threads 1 --out $(OUT)/speaker_decay.md
+	$(SPLICE) docs/training.md speaker_decay $(OUT)/speaker_decay.md
 	$(PY) benchmarks/bench_recipe.py --data-dir $(FSDD) --work-dir $(OUT)/recipe \
 		--speaker-json $(OUT)/qcnn_vs_cnn.json --speaker-json $(OUT)/speaker_refit.json \
 		--out $(OUT)/recipe.md

@@ -20,8 +20,8 @@ comparison is between models, not between training settings.
         --plot docs/img/qcnn_vs_cnn_fsdd.png          # about 1.5 h on 2 CPU cores
     python benchmarks/bench_qcnn_vs_cnn.py --quick   # 1 seed, 2 epochs, 2 models: checks it runs
 
-``--epochs N`` and ``--no-spec-augment`` change the default recipe (runs then go to a folder of
-their own under ``--work-dir``); ``--epochs 20 --no-spec-augment`` is the recipe before the
+``--epochs N``, ``--no-spec-augment`` and ``--weight-decay W`` change the default recipe (runs
+then go to a folder of their own under ``--work-dir``); ``--epochs 20 --no-spec-augment`` is the recipe before the
 speaker study (docs/training.md), with which the six-model table there was measured.
 
 ``--protocol refit`` trains on all five non-test speakers instead (george too, no validation,
@@ -100,7 +100,7 @@ def _run_dir(work: Path, model: str, width: float, seed: int) -> Path:
 
 def train_model(prepared, model: str, width: float, seed: int, work: Path, recipe: dict) -> dict:
     """Train one model and seed with the default recipe changed by ``recipe`` (``epochs``,
-    ``spec_augment``), or read its finished run."""
+    ``spec_augment``, ``weight_decay``), or read its finished run."""
     from keras_quaternion.cli.train import DEFAULT_DROPOUT
     from keras_quaternion.training import train
 
@@ -164,6 +164,7 @@ def measure(prepared, seeds, work: Path, recipe: dict, models=MODELS) -> list[di
                 "best_epoch": [(r.get("validation") or {}).get("best_epoch") for r in runs],
                 "epochs": runs[0]["epochs"],
                 "spec_augment": recipe.get("spec_augment", True),
+                "weight_decay": recipe.get("weight_decay", 0.0),
             }
         )
         print(_row(records[-1]), flush=True)
@@ -219,7 +220,8 @@ def tables(records: list[dict], seeds, note: str, protocol: str = "select") -> s
     lines = [
         f"FSDD, speaker-independent split (test: theo, 500 clips; {PROTOCOLS[protocol][1]}), "
         f"seeds {list(seeds)}, {records[0]['epochs']} epochs, the default recipe"
-        f"{'' if records[0].get('spec_augment', True) else ' without SpecAugment'}. {note}",
+        f"{'' if records[0].get('spec_augment', True) else ' without SpecAugment'}"
+        f"{_decay_text(records[0].get('weight_decay', 0.0))}. {note}",
         "",
         "| model | width | params | MACs / clip | int8 flatbuffer (expanded) | int8 flatbuffer "
         "(compact) | test accuracy (mean ± sd) | per seed | train accuracy | seed 0: float → "
@@ -283,7 +285,8 @@ def _plot_rows(ax, rows: list[dict], color: str, dy: int) -> None:
 
 
 def _recipe(args) -> dict:
-    """The changes to the default recipe that ``--epochs`` and ``--no-spec-augment`` ask for."""
+    """The changes to the default recipe that ``--epochs``, ``--no-spec-augment`` and
+    ``--weight-decay`` ask for."""
     recipe = {}
     if args.epochs is not None:
         if args.epochs < 1:
@@ -291,7 +294,15 @@ def _recipe(args) -> dict:
         recipe["epochs"] = args.epochs
     if args.no_spec_augment:
         recipe["spec_augment"] = False
+    if args.weight_decay:
+        if args.weight_decay < 0:
+            sys.exit(f"--weight-decay must be a number >= 0, got {args.weight_decay}.")
+        recipe["weight_decay"] = args.weight_decay
     return recipe
+
+
+def _decay_text(weight_decay: float) -> str:
+    return f" with weight decay {weight_decay:g}" if weight_decay else ""
 
 
 def _chosen_models(text: str | None) -> list[tuple[str, float]]:
@@ -330,6 +341,13 @@ def main(argv=None) -> int:
         action="store_true",
         help="The default recipe without SpecAugment (with --epochs 20: the recipe before the "
         "speaker study, docs/training.md).",
+    )
+    parser.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        help="The default recipe with this decoupled weight decay (docs/training.md, Weight "
+        "decay); 0: none, as the default.",
     )
     parser.add_argument(
         "--models",
@@ -400,6 +418,7 @@ def main(argv=None) -> int:
         + ("" if args.models is None else f" --models {args.models}")
         + ("" if args.epochs is None else f" --epochs {args.epochs}")
         + (" --no-spec-augment" if args.no_spec_augment else "")
+        + (f" --weight-decay {args.weight_decay:g}" if args.weight_decay else "")
         + ("" if args.threads is None else f" --threads {args.threads}")
         + "`."
     )
