@@ -385,7 +385,8 @@ def export_model(
 
     Example:
         >>> report = export_model(model, "out", prepared=data, micro=True)  # doctest: +SKIP
-        >>> report["accuracy"]["tflite_int8"], report["arena"]["recommended"]  # doctest: +SKIP
+        >>> accuracy, arena = report["accuracy"], report["arena"]  # doctest: +SKIP
+        >>> accuracy["tflite_int8"], arena["recommended"]  # doctest: +SKIP
         (0.95, 30720)
     """
     if calibration_samples < 1:

@@ -107,7 +107,8 @@ def verify_layers(expanded, compact, inputs, layer_names=None):
         KernelBuildError: the C kernel cannot be compiled here.
 
     Example:
-        >>> verify_layers(expanded_fb, compact_fb, x_test[:4])[0]["samples"]  # doctest: +SKIP
+        >>> first = verify_layers(expanded_fb, compact_fb, x_test[:4])[0]  # doctest: +SKIP
+        >>> first["samples"]  # doctest: +SKIP
         4
     """
     kernels = load_kernels()

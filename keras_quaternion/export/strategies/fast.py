@@ -76,7 +76,9 @@ class FastQuaternion(keras.layers.Layer):
             position of the flattened leading axes).
         in_units: ``C``, quaternion units of the input (``4C`` real channels).
         units: ``F``, quaternion units of the output (``4F`` real channels).
-        kernel_size, strides, dilation_rate: ``rank``-tuples, as the quaternion layer's.
+        kernel_size: a ``rank``-tuple, as the quaternion layer's.
+        strides: a ``rank``-tuple, as the quaternion layer's.
+        dilation_rate: a ``rank``-tuple, as the quaternion layer's.
         padding: ``"valid"`` or ``"same"``.
         activation: applied last, as the quaternion layer's.
         affine: end with a per-real-channel gain and shift (a batch norm that cannot fold into
