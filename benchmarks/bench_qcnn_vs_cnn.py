@@ -323,7 +323,8 @@ def _chosen_models(text: str | None) -> list[tuple[str, float]]:
     return chosen
 
 
-def main(argv=None) -> int:
+def _parse(argv):
+    """The command line, parsed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="The FSDD folder.")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "build" / "qcnn_vs_cnn")
@@ -376,7 +377,26 @@ def main(argv=None) -> int:
         "with other --models or --seeds and the same --work-dir share the work; a last run "
         "without it reads them back.",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def _note(args) -> str:
+    """The tables' "Measured ..." line, naming the command that reproduces them."""
+    return (
+        f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
+        f"({os.cpu_count()} CPUs), `python benchmarks/bench_qcnn_vs_cnn.py"
+        + ("" if args.protocol == "select" else f" --protocol {args.protocol}")
+        + ("" if args.models is None else f" --models {args.models}")
+        + ("" if args.epochs is None else f" --epochs {args.epochs}")
+        + (" --no-spec-augment" if args.no_spec_augment else "")
+        + (f" --weight-decay {args.weight_decay:g}" if args.weight_decay else "")
+        + ("" if args.threads is None else f" --threads {args.threads}")
+        + "`."
+    )
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
     models = _chosen_models(args.models)
     if args.threads is not None:
         import tensorflow as tf
@@ -411,17 +431,7 @@ def main(argv=None) -> int:
                 train_model(prepared, model, width, seed, args.work_dir, recipe)
         return 0
     records = measure(prepared, seeds, args.work_dir, recipe, models)
-    note = (
-        f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
-        f"({os.cpu_count()} CPUs), `python benchmarks/bench_qcnn_vs_cnn.py"
-        + ("" if args.protocol == "select" else f" --protocol {args.protocol}")
-        + ("" if args.models is None else f" --models {args.models}")
-        + ("" if args.epochs is None else f" --epochs {args.epochs}")
-        + (" --no-spec-augment" if args.no_spec_augment else "")
-        + (f" --weight-decay {args.weight_decay:g}" if args.weight_decay else "")
-        + ("" if args.threads is None else f" --threads {args.threads}")
-        + "`."
-    )
+    note = _note(args)
     for record in records:
         record["protocol"] = args.protocol
     text = tables(records, seeds, note, args.protocol)

@@ -658,9 +658,9 @@ def _compile(trainer, recipe, steps, prepared, logits: bool):
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
         metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     trainer.compile(optimizer=_optimizer(schedule, recipe), loss=loss, metrics=[metric])
-    if recipe.weight_decay:  # kernels only: not biases, batch-norm scales and offsets
-        flat = [v for v in trainer.trainable_variables if len(v.shape) <= 1]
-        trainer.optimizer.exclude_from_weight_decay(var_list=flat)
+    if recipe.weight_decay:  # kernels only: not biases, (quaternion) batch-norm parameters
+        others = [v for v in trainer.trainable_variables if not v.name.endswith("kernel")]
+        trainer.optimizer.exclude_from_weight_decay(var_list=others)
     trainer.optimizer.build(trainer.trainable_variables)
     return schedule, one_hot
 
