@@ -181,7 +181,9 @@ def train(
         model_options: extra :func:`keras_quaternion.models.build` arguments for a registry
             name, e.g. ``{"dropout": 0.1}`` or ``{"bn": "quaternion"}``.
         seed: seeds Python, numpy, TensorFlow and Keras (``keras.utils.set_random_seed``), the
-            shuffle order and the augmentation.
+            shuffle order and the augmentation; for a ``keras.Model`` passed in, also the
+            states of its random layers (dropout), which were drawn when it was built or
+            loaded: fine-tuning the same model twice with one seed gives the same run.
         teacher: ``keras.Model`` or ``.keras`` path: distil from it with
             :class:`keras_quaternion.distill.Distiller` (the same input shape as the student,
             or a real 1-channel teacher, which gets the log-mel channel of a quaternion
@@ -515,6 +517,8 @@ def _prepare_run(
     steps = max(1, prepared.sizes()["train"] // recipe.batch_size)  # batches drop the remainder
     with strategy.scope():
         net = _build_net(model, prepared, strategy, width, model_options, transfer)
+        if not isinstance(model, str) and (transfer is None or transfer.init is None):
+            reseed_random_layers(net, recipe.seed)
         channels = check_model_fits(net, prepared)
         trainer = _build_trainer(net, teacher, prepared, strategy)
         schedule, one_hot = _compile(trainer, recipe, steps, prepared, outputs_are_logits(net))
@@ -594,6 +598,33 @@ def _build_net(model, prepared, strategy, width, model_options, transfer):
     net = keras.models.clone_model(model)  # re-create the variables under the strategy
     net.set_weights(model.get_weights())
     return net
+
+
+def reseed_random_layers(model, seed: int) -> int:
+    """Give every random layer of ``model`` (dropout, ...) a generator state drawn from ``seed``.
+
+    Keras draws those states from the process's random state when a layer is built (or a model
+    loaded), so a model made outside :func:`train` would drop other units on every call of the
+    same script. Returns how many generators were reseeded.
+
+    Example:
+        >>> import keras
+        >>> x = keras.Input((4,))
+        >>> net = keras.Model(x, keras.layers.Dropout(0.5)(keras.layers.Dense(2)(x)))
+        >>> reseed_random_layers(net, 0), net.layers[-1].seed_generator.state.numpy().tolist()
+        (1, [1826701614, 0])
+    """
+    import keras
+    import numpy as np
+
+    generators = [
+        g for layer in model._flatten_layers() for g in getattr(layer, "_seed_generators", ())
+    ]
+    states = np.random.default_rng(seed).integers(1, 2**31 - 1, size=len(generators))
+    for generator, state in zip(generators, states, strict=True):
+        dtype = generator.state.dtype
+        generator.state.assign(keras.ops.convert_to_tensor([int(state), 0], dtype=dtype))
+    return len(generators)
 
 
 def _build_trainer(net, teacher, prepared, strategy):
@@ -702,8 +733,9 @@ def _resume(run: _Run, resume: bool):
     diff = settings_diff(saved.get("settings", {}), run.settings)
     if diff:
         raise ValueError(
-            f"{run.out_dir} holds a run with different settings ({'; '.join(diff)}). Use another "
-            "out_dir, or resume=False (--restart) to overwrite it."
+            f"{run.out_dir} holds a run with different settings ({'; '.join(diff)}). Give the "
+            "settings it started with to resume it, use another out_dir, or resume=False "
+            "(--restart) to overwrite it."
         )
     state = _saved_state(run, saved)
     left = _epochs_left(run, state)
