@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from keras_quaternion.cli.distill import distill_command
 from keras_quaternion.cli.prune import prune_command
 from keras_quaternion.training import load_model, prepare, train
+from keras_quaternion.training.recipe import DEFAULT_WEIGHT_DECAY
 
 SCHEMA = {"dataset", "model", "params", "macs", "test", "epochs", "seconds"}
 
@@ -60,6 +61,7 @@ def test_prune_finetune_kd_writes_metrics_and_resumes(base, tmp_path):
     out = tmp_path / "ft"
     args = [base["model"], "--method", "geometric-median", "--ratio", 0.5, "--out", out]
     args += ["--finetune-epochs", 1, "--kd", "--batch-size", 8, "--cache-dir", base["cache"], "-q"]
+    args += ["--weight-decay", 0.05]
     result = _invoke(prune_command, args)  # the dataset comes from the metrics.json beside MODEL
     assert result.exit_code == 0, result.output
     for name in ("model.keras", "pruned.keras", "metrics.json", "pruning_report.json"):
@@ -70,6 +72,7 @@ def test_prune_finetune_kd_writes_metrics_and_resumes(base, tmp_path):
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
     assert metrics["pruning"]["kd"] is True and metrics["pruning"]["method"] == "geometric-median"
     assert metrics["teacher"] is not None and metrics["temperature"] == 2.0
+    assert metrics["weight_decay"] == 0.05  # passed through to the fine-tuning
     final = load_model(out / "model.keras")
     assert metrics["params"] == sum(int(np.prod(w.shape)) for w in final.trainable_weights)
     assert metrics["params"] == metrics["pruning"]["params_after"]
@@ -92,6 +95,7 @@ def test_distill_trains_a_student_from_scratch(base, tmp_path):
     assert SCHEMA <= set(metrics)
     assert metrics["teacher"] == str(base["model"])
     assert metrics["alpha"] == 0.5 and metrics["distillation"]["student"] == "qcnn6"
+    assert metrics["weight_decay"] == DEFAULT_WEIGHT_DECAY  # kq-train's default recipe
     assert load_model(out / "model.keras").output_shape == (None, 10)
 
 
@@ -121,6 +125,7 @@ def _strip_model_info(path):
         (["{model}", "--kd", "--out", "o"], "--finetune-epochs"),
         (["{lonely}", "--finetune-epochs", "1", "--out", "o"], "--dataset"),
         (["{model}", "--out", "{modeldir}"], "overwrite the input model"),
+        (["{model}", "--weight-decay", "-1", "--out", "o"], "Invalid value for '--weight-decay'"),
     ],
 )
 def test_prune_errors_are_clear(base, tmp_path, args, message):
@@ -153,6 +158,7 @@ def test_prune_errors_are_clear(base, tmp_path, args, message):
     [
         (["--student", "qcnn99"], "unknown model 'qcnn99'"),
         (["--student", "cnn6"], "4-channel"),  # real CNN student, quaternion teacher
+        (["--weight-decay", "-0.1"], "Invalid value for '--weight-decay'"),
     ],
 )
 def test_distill_errors_are_clear(base, tmp_path, args, message):

@@ -53,6 +53,7 @@ __all__ = ["distill_command"]
 )
 @shared_option("batch_size")
 @shared_option("lr")
+@shared_option("weight_decay")
 @shared_option("seed")
 @shared_option("strategy")
 @click.option("--restart", is_flag=True, help="Discard a checkpoint in --out.")
@@ -68,6 +69,7 @@ def distill_command(
     alpha,
     batch_size,
     lr,
+    weight_decay,
     seed,
     strategy,
     restart,
@@ -96,6 +98,7 @@ def distill_command(
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
+            weight_decay=weight_decay,
             width=width,
             seed=seed,
             teacher=str(teacher_path),

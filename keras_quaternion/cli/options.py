@@ -24,6 +24,7 @@ from keras_quaternion.training.recipe import (
     DEFAULT_LR,
     DEFAULT_SCHEDULE,
     DEFAULT_WARMUP_EPOCHS,
+    DEFAULT_WEIGHT_DECAY,
     SCHEDULES,
 )
 
@@ -113,6 +114,16 @@ SHARED_OPTIONS = {
             default=None,
             metavar="N",
             help="Stop after N epochs without a better validation score (default: off).",
+        ),
+    ),
+    "weight_decay": (
+        ("--weight-decay",),
+        dict(
+            type=click.FloatRange(0, None),
+            default=DEFAULT_WEIGHT_DECAY,
+            show_default=True,
+            help="Decoupled weight decay (AdamW): each step shrinks every kernel by this times "
+            "the step's learning rate (0 = plain Adam).",
         ),
     ),
     "seed": (("--seed",), dict(type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)),

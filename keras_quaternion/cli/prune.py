@@ -84,6 +84,7 @@ MODEL_FILE = "model.keras"
 @shared_option("alpha", help="Weight of the task loss in distillation (with --kd).")
 @shared_option("batch_size")
 @shared_option("lr", help="Adam's peak learning rate for fine-tuning (kq-train's default recipe).")
+@shared_option("weight_decay")
 @shared_option("seed", help="Seed of the 'random' method and of fine-tuning.")
 @shared_option("strategy")
 @click.option("--restart", is_flag=True, help="Discard a fine-tuning checkpoint in --out.")
@@ -103,6 +104,7 @@ def prune_command(
     alpha,
     batch_size,
     lr,
+    weight_decay,
     seed,
     strategy,
     restart,
@@ -147,6 +149,7 @@ def prune_command(
             seed=seed,
             batch_size=batch_size,
             lr=lr,
+            weight_decay=weight_decay,
             temperature=temperature,
             alpha=alpha,
             strategy=strategy,

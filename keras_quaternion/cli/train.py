@@ -21,7 +21,6 @@ from keras_quaternion.training.recipe import (
     DEFAULT_GAIN_DB,
     DEFAULT_SPEC_AUGMENT,
     DEFAULT_TIME_SHIFT,
-    DEFAULT_WEIGHT_DECAY,
     MAX_FREQ_WARP,
     MAX_TIME_SHIFT,
 )
@@ -152,14 +151,7 @@ DEFAULT_DROPOUT = 0.1
     show_default=True,
     help="Random shift of each training clip by up to this fraction of its frames (0 = off).",
 )
-@click.option(
-    "--weight-decay",
-    type=click.FloatRange(0, None),
-    default=DEFAULT_WEIGHT_DECAY,
-    show_default=True,
-    help="Decoupled weight decay (AdamW): each step shrinks every kernel by this times the "
-    "step's learning rate (0 = plain Adam).",
-)
+@shared_option("weight_decay")
 @click.option(
     "--restart", is_flag=True, help="Discard the checkpoint in --out and train from scratch."
 )

@@ -14,7 +14,7 @@ from pathlib import Path
 from keras_quaternion.files import atomic_save_model
 from keras_quaternion.model_info import ModelInfo, describe_model
 from keras_quaternion.pruning.scores import METHODS
-from keras_quaternion.training.recipe import DEFAULT_LR
+from keras_quaternion.training.recipe import DEFAULT_LR, DEFAULT_WEIGHT_DECAY
 
 __all__ = ["MODEL_FILE", "PRUNED_FILE", "prune_and_finetune"]
 
@@ -50,6 +50,7 @@ def prune_and_finetune(
     seed=0,
     batch_size=32,
     lr=DEFAULT_LR,
+    weight_decay=DEFAULT_WEIGHT_DECAY,
     temperature=2.0,
     alpha=0.5,
     strategy="default",
@@ -83,7 +84,7 @@ def prune_and_finetune(
             Distiller`).
         skip, layers, residual, seed: passed to :func:`keras_quaternion.pruning.prune`
             (``layers``: ``"all"``, ``"paper"`` or a list / comma-separated string of names).
-        batch_size, lr, temperature, alpha, strategy: fine-tuning settings (see
+        batch_size, lr, weight_decay, temperature, alpha, strategy: fine-tuning settings (see
             :func:`keras_quaternion.training.train`).
         model_name: name recorded in ``metrics.json`` (default ``<model>-<method>-p<ratio>``).
         resume: resume an interrupted fine-tuning in ``out_dir``.
@@ -134,6 +135,7 @@ def prune_and_finetune(
         epochs=finetune_epochs,
         batch_size=batch_size,
         lr=lr,
+        weight_decay=weight_decay,
         seed=seed,
         teacher=model if kd else None,
         temperature=temperature,
