@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -415,6 +416,59 @@ class AudioDataset:
         else:
             waves = arrays
         return DecodedSplit(waves, self._stack_labels(kept_examples), kept_examples, skipped)
+
+    def decode_chunks(
+        self,
+        examples: Sequence[Example],
+        *,
+        sample_rate: int,
+        clip_seconds: float,
+        chunk: int,
+        on_each: Callable[[], None] | None = None,
+    ):
+        """Decode ``examples`` ``chunk`` at a time, for work that cannot hold them all at once.
+
+        HDF5 files stay open across the chunks; undecodable examples are skipped without a
+        warning (the caller reports the ``skipped`` it collects).
+
+        Args:
+            examples: :class:`Example` objects of this dataset.
+            sample_rate: output rate in Hz.
+            clip_seconds: every waveform is padded or cropped to this many seconds.
+            chunk: examples per chunk (a positive integer).
+            on_each: called after each example, decoded or not (a progress bar's update).
+
+        Yields:
+            ``(start, waves, kept, skipped)`` per chunk: the chunk's first index into
+            ``examples``, its decoded waveforms, their indices within the chunk and
+            ``[(name, reason), ...]`` for the examples skipped.
+
+        Example:
+            >>> tones = [Example(np.zeros(800, np.int16), 0, sample_rate=8000) for _ in range(5)]
+            >>> ds = AudioDataset("tones", ["tone"], False, 8000, {"train": tones})
+            >>> [(start, len(waves)) for start, waves, _, _ in ds.decode_chunks(
+            ...     ds.splits["train"], sample_rate=8000, clip_seconds=0.1, chunk=2)]
+            [(0, 2), (2, 2), (4, 1)]
+        """
+
+        def decoder(example, pool):
+            try:
+                return self.waveform(example, sample_rate, clip_seconds, _pool=pool)
+            finally:
+                if on_each is not None:
+                    on_each()
+
+        with _H5Pool() as pool, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            for start in range(0, len(examples), chunk):
+                waves, kept, skipped = decode_many(
+                    examples[start : start + chunk],
+                    sample_rate=sample_rate,
+                    clip_seconds=clip_seconds,
+                    progress=False,
+                    decoder=lambda ex: decoder(ex, pool),  # noqa: B023 (used at once)
+                )
+                yield start, waves, kept, skipped
 
     def _has_class(self, example: Example, c: int) -> bool:
         if self.multi_label:

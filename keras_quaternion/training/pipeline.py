@@ -881,36 +881,25 @@ def _featurize_into(out, ds, examples, config, clip_seconds, bar):
     Undecodable examples are skipped (their rows stay at the end, unused). Returns ``(skipped,
     kept)``: ``[(name, reason), ...]`` and the indices into ``examples`` of the rows written.
     """
-    from keras_quaternion.audio import decode_many
-    from keras_quaternion.datasets.base import _H5Pool
     from keras_quaternion.features import quaternion_features
 
     samples = int(round(clip_seconds * config.sample_rate))
     chunk = max(1, min(256, int(128e6 // (samples * 4 * 6))))
     skipped: list[tuple[str, str]] = []
     kept_rows: list[int] = []
-    with _H5Pool() as pool, warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # skipped files are reported once later
-
-        def decoder(ex):
-            try:
-                return ds.waveform(ex, config.sample_rate, clip_seconds, _pool=pool)
-            finally:
-                bar.update(1)
-
-        for start in range(0, len(examples), chunk):
-            waves, kept, bad = decode_many(
-                examples[start : start + chunk],
-                sample_rate=config.sample_rate,
-                clip_seconds=clip_seconds,
-                progress=False,
-                decoder=decoder,
-            )
-            skipped.extend(bad)
-            if waves:
-                row = len(kept_rows)
-                out[row : row + len(waves)] = quaternion_features(np.stack(waves), config).numpy()
-                kept_rows.extend(start + k for k in kept)
+    chunks = ds.decode_chunks(
+        examples,
+        sample_rate=config.sample_rate,
+        clip_seconds=clip_seconds,
+        chunk=chunk,
+        on_each=lambda: bar.update(1),
+    )
+    for start, waves, kept, bad in chunks:  # skipped files are reported once later
+        skipped.extend(bad)
+        if waves:
+            row = len(kept_rows)
+            out[row : row + len(waves)] = quaternion_features(np.stack(waves), config).numpy()
+            kept_rows.extend(start + k for k in kept)
     return skipped, kept_rows
 
 

@@ -576,8 +576,6 @@ def build_one(task: dict) -> dict:
         ``{"shard", "rows", "bytes", "start", "end", "cpu"}``: ``time.time()`` around the work
         and the CPU seconds it took (every thread of the process).
     """
-    from keras_quaternion.audio import decode_many
-    from keras_quaternion.datasets.base import _H5Pool
     from keras_quaternion.features import FeatureConfig, log_mel
 
     begun, cpu = time.time(), time.process_time()
@@ -587,20 +585,14 @@ def build_one(task: dict) -> dict:
     frames = config.num_frames(int(round(clip * config.sample_rate)))
     chunk = max(1, min(64, int(64e6 // (clip * config.sample_rate * 4 * 6))))
     parts, kept, skipped = [], [], []
-    with _H5Pool() as pool, warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # skipped files are reported in the record
-        for start in range(0, len(examples), chunk):
-            waves, ok, bad = decode_many(
-                examples[start : start + chunk],
-                sample_rate=config.sample_rate,
-                clip_seconds=clip,
-                progress=False,
-                decoder=lambda ex: ds.waveform(ex, config.sample_rate, clip, _pool=pool),
-            )
-            skipped.extend(bad)
-            kept.extend(start + k for k in ok)
-            if waves:
-                parts.append(log_mel(np.stack(waves), config).numpy().astype(np.float16))
+    chunks = ds.decode_chunks(
+        examples, sample_rate=config.sample_rate, clip_seconds=clip, chunk=chunk
+    )
+    for start, waves, ok, bad in chunks:  # skipped files are reported in the record
+        skipped.extend(bad)
+        kept.extend(start + k for k in ok)
+        if waves:
+            parts.append(log_mel(np.stack(waves), config).numpy().astype(np.float16))
     logmel = np.concatenate(parts) if parts else np.zeros((0, frames, config.n_mels), np.float16)
     labels = _labels_json([examples[i] for i in kept], ds.multi_label)
     record = write_shard(Path(task["folder"]), shard, logmel, labels, skipped)
