@@ -74,17 +74,19 @@ figures-trained:
 		--out $(OUT)/qcnn_vs_cnn.md --json $(OUT)/qcnn_vs_cnn.json
 	$(SPLICE) docs/training.md qcnn_vs_cnn $(OUT)/qcnn_vs_cnn.md
 	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
-		--epochs 20 --no-spec-augment --out $(OUT)/qcnn_vs_cnn_20.md \
+		--models qcnn6:0.25,cnn6:0.25,cnn6:0.125 --weight-decay 0 --threads 1 \
+		--out $(OUT)/qcnn_vs_cnn_wd0.md
+	$(SPLICE) docs/training.md qcnn_vs_cnn_wd0 $(OUT)/qcnn_vs_cnn_wd0.md
+	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
+		--epochs 20 --no-spec-augment --weight-decay 0 --out $(OUT)/qcnn_vs_cnn_20.md \
 		--plot docs/img/qcnn_vs_cnn_fsdd.png
 	$(SPLICE) docs/training.md qcnn_vs_cnn_20 $(OUT)/qcnn_vs_cnn_20.md
 	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
-		--protocol refit --models qcnn6:0.25 --threads 1 --out $(OUT)/speaker_refit.md \
+		--protocol refit --models qcnn6:0.25 --weight-decay 0 --threads 1 \
+		--out $(OUT)/speaker_refit.md \
 		--json $(OUT)/speaker_refit.json
 	$(SPLICE) docs/training.md speaker_refit $(OUT)/speaker_refit.md
-	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
-		--models qcnn6:0.25 --weight-decay 0.3 --threads 1 --out $(OUT)/speaker_decay.md
-	$(SPLICE) docs/training.md speaker_decay $(OUT)/speaker_decay.md
-	$(PY) benchmarks/bench_recipe.py --data-dir $(FSDD) --work-dir $(OUT)/recipe \
+	$(PY) benchmarks/bench_recipe.py --data-dir $(FSDD) --work-dir $(OUT)/recipe --threads 1 \
 		--speaker-json $(OUT)/qcnn_vs_cnn.json --speaker-json $(OUT)/speaker_refit.json \
 		--out $(OUT)/recipe.md
 	$(SPLICE) docs/training.md recipe_targets $(OUT)/recipe.md

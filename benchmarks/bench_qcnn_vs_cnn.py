@@ -21,7 +21,8 @@ comparison is between models, not between training settings.
     python benchmarks/bench_qcnn_vs_cnn.py --quick   # 1 seed, 2 epochs, 2 models: checks it runs
 
 ``--epochs N``, ``--no-spec-augment`` and ``--weight-decay W`` change the default recipe (runs
-then go to a folder of their own under ``--work-dir``); ``--epochs 20 --no-spec-augment`` is the recipe before the
+then go to a folder of their own under ``--work-dir``): ``--weight-decay 0`` is the recipe before
+the weight-decay study, ``--epochs 20 --no-spec-augment --weight-decay 0`` the one before the
 speaker study (docs/training.md), with which the six-model table there was measured.
 
 ``--protocol refit`` trains on all five non-test speakers instead (george too, no validation,
@@ -145,6 +146,8 @@ def int8_export(prepared, folder: Path) -> dict:
 
 def measure(prepared, seeds, work: Path, recipe: dict, models=MODELS) -> list[dict]:
     """One record per model: its runs' scores, sizes and int8 results (seed 0's model)."""
+    from keras_quaternion.training.recipe import DEFAULT_WEIGHT_DECAY
+
     records = []
     for model, width in models:
         runs = [train_model(prepared, model, width, seed, work, recipe) for seed in seeds]
@@ -164,7 +167,7 @@ def measure(prepared, seeds, work: Path, recipe: dict, models=MODELS) -> list[di
                 "best_epoch": [(r.get("validation") or {}).get("best_epoch") for r in runs],
                 "epochs": runs[0]["epochs"],
                 "spec_augment": recipe.get("spec_augment", True),
-                "weight_decay": recipe.get("weight_decay", 0.0),
+                "weight_decay": recipe.get("weight_decay", DEFAULT_WEIGHT_DECAY),
             }
         )
         print(_row(records[-1]), flush=True)
@@ -294,7 +297,7 @@ def _recipe(args) -> dict:
         recipe["epochs"] = args.epochs
     if args.no_spec_augment:
         recipe["spec_augment"] = False
-    if args.weight_decay:
+    if args.weight_decay is not None:
         if args.weight_decay < 0:
             sys.exit(f"--weight-decay must be a number >= 0, got {args.weight_decay}.")
         recipe["weight_decay"] = args.weight_decay
@@ -302,7 +305,7 @@ def _recipe(args) -> dict:
 
 
 def _decay_text(weight_decay: float) -> str:
-    return f" with weight decay {weight_decay:g}" if weight_decay else ""
+    return f" (weight decay {weight_decay:g})" if weight_decay else " without weight decay"
 
 
 def _chosen_models(text: str | None) -> list[tuple[str, float]]:
@@ -346,9 +349,9 @@ def _parse(argv):
     parser.add_argument(
         "--weight-decay",
         type=float,
-        default=0.0,
-        help="The default recipe with this decoupled weight decay (docs/training.md, Weight "
-        "decay); 0: none, as the default.",
+        default=None,
+        help="The default recipe with this decoupled weight decay instead of its own "
+        "(docs/training.md, Weight decay); 0: none, plain Adam.",
     )
     parser.add_argument(
         "--models",
@@ -389,7 +392,7 @@ def _note(args) -> str:
         + ("" if args.models is None else f" --models {args.models}")
         + ("" if args.epochs is None else f" --epochs {args.epochs}")
         + (" --no-spec-augment" if args.no_spec_augment else "")
-        + (f" --weight-decay {args.weight_decay:g}" if args.weight_decay else "")
+        + ("" if args.weight_decay is None else f" --weight-decay {args.weight_decay:g}")
         + ("" if args.threads is None else f" --threads {args.threads}")
         + "`."
     )

@@ -155,8 +155,9 @@ def _speaker_rows(path: Path) -> list[str]:
     sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
     seeds = ", ".join(f"{a:.3f}" for a in acc)
     kept = "best validation" if protocol == "select" else "last-epoch"
+    recipe = "default recipe" + ("" if r.get("weight_decay") else " without weight decay")
     return [
-        f"| FSDD speaker split ({PROTOCOL_TEXT[protocol]}), `qcnn6` x0.25, default recipe "
+        f"| FSDD speaker split ({PROTOCOL_TEXT[protocol]}), `qcnn6` x0.25, {recipe} "
         f"({len(acc)} seeds) | test ≥ 0.90 | {statistics.fmean(acc):.3f} ± {sd:.3f} ({seeds}) | "
         f"{_met(min(acc) >= 0.90)} |",
         f"| ... no underfitting | training accuracy ≥ 0.95 | last epoch "
@@ -228,7 +229,19 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--out", type=Path, default=None, help="Write the table here.")
     parser.add_argument("--json", type=Path, default=None, help="Write the raw results here.")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="TensorFlow threads (default: all cores). With 1, a run repeats bit for bit; with "
+        "several, the pruned model's fine-tuning was seen to differ between runs.",
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     if not (args.data_dir / "recordings").is_dir():
         sys.exit(f"FSDD recordings not found under '{args.data_dir}'; pass --data-dir.")
 
@@ -239,7 +252,9 @@ def main(argv=None) -> int:
     results = measure(prepared, args.work_dir, args.finetune_epochs)
     note = (
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
-        f"({os.cpu_count()} CPUs) by `python benchmarks/bench_recipe.py` (FSDD takes split: "
+        f"({os.cpu_count()} CPUs) by `python benchmarks/bench_recipe.py"
+        + ("" if args.threads is None else f" --threads {args.threads}")
+        + "` (FSDD takes split: "
         "test 300 clips, validation 270, train 2,430; 8 kHz, 1 s clips)."
     )
     text = table(results, args.speaker_json, note)

@@ -120,3 +120,23 @@ def test_splice_replaces_only_the_named_block_and_rejects_bad_markers():
         splice.markers("<!-- generated: a -->\ntext\n")
     with pytest.raises(ValueError, match="not opened"):
         splice.markers("<!-- /generated: a -->\n")
+
+
+def test_the_documented_train_signature_is_the_real_one():
+    """docs/training.md spells out ``train(...)`` with its defaults; they must not drift from
+    the function (they did once: the page kept epochs=20 after the default became 40)."""
+    import ast
+    import inspect
+
+    from keras_quaternion.training import train
+
+    text = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+    found = re.search(r"`train\(model, prepared, \*, out_dir, (.*?)\)` takes", text, re.S)
+    assert found, "the train(...) signature is no longer in docs/training.md"
+    documented = {}
+    for item in found.group(1).replace("\n", " ").split(","):
+        name, _, value = item.strip().partition("=")
+        documented[name] = ast.literal_eval(value)
+    params = inspect.signature(train).parameters
+    actual = {n: p.default for n, p in params.items() if n not in ("model", "prepared", "out_dir")}
+    assert documented == actual

@@ -46,7 +46,8 @@ DEFAULT_SPEC_AUGMENT = True
 DEFAULT_GAIN_DB = 0.0
 DEFAULT_FREQ_WARP = 0.0
 DEFAULT_TIME_SHIFT = 0.0
-DEFAULT_WEIGHT_DECAY = 0.0
+#: chosen on FSDD's speaker validation split (docs/training.md, "Weight decay")
+DEFAULT_WEIGHT_DECAY = 0.3
 #: Largest ``freq_warp`` and ``time_shift`` (fractions of the mel axis and of the frames).
 MAX_FREQ_WARP = 0.5
 MAX_TIME_SHIFT = 0.5
