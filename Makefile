@@ -93,7 +93,7 @@ figures-trained:
 	$(PY) apps/paper_recipe.py --dataset fsdd --data-dir $(FSDD) --width 0.125 \
 		--n-mels 32 --layers conv_block2_conv1,conv_block3_conv1,conv_block4_conv1 \
 		--epochs 12 --finetune-epochs 2 --batch-size 64 --lr 0.003 --finetune-lr 0.001 \
-		--tflite per-architecture --out $(OUT)/paper_recipe
+		--no-spec-augment --tflite per-architecture --out $(OUT)/paper_recipe
 	$(SPLICE) docs/compression.md paper_recipe $(OUT)/paper_recipe/results.md
 	cp $(OUT)/paper_recipe/accuracy_vs_macs.png docs/img/paper_recipe_fsdd.png
 	$(PY) benchmarks/bench_opnorm_order.py --data-dir $(FSDD) --work-dir $(OUT)/opnorm_order \

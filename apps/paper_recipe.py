@@ -249,7 +249,13 @@ class _Recipe:
 
         self.args, self.prepared, self.out = args, prepared, out
         self.score_name = "mAP" if prepared.multi_label else "accuracy"
-        self.common = dict(batch_size=args.batch_size, seed=args.seed, verbose=0)
+        self.common = dict(
+            batch_size=args.batch_size,
+            seed=args.seed,
+            verbose=0,
+            spec_augment=not args.no_spec_augment,
+            **({} if args.weight_decay is None else {"weight_decay": args.weight_decay}),
+        )
         x_train = prepared.features["train"]
         rng = np.random.default_rng(args.seed)
         size = min(args.calibration, len(x_train))
@@ -541,6 +547,18 @@ def parser():
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate from scratch")
     p.add_argument("--finetune-lr", type=float, default=5e-4, help="Adam rate for fine-tuning")
+    p.add_argument(
+        "--no-spec-augment",
+        action="store_true",
+        help="train and fine-tune without SpecAugment (on in kq-train's default recipe, which "
+        "has 40 epochs: a dozen leave small models underfitted with it)",
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=None,
+        help="decoupled weight decay (default: kq-train's default recipe's)",
+    )
     p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
     p.add_argument("--alpha", type=float, default=0.5, help="distillation: task-loss weight")
     p.add_argument("--n-mels", type=int, default=64, help="mel bands of the features")

@@ -14,7 +14,7 @@ from pathlib import Path
 from keras_quaternion.files import atomic_save_model
 from keras_quaternion.model_info import ModelInfo, describe_model
 from keras_quaternion.pruning.scores import METHODS
-from keras_quaternion.training.recipe import DEFAULT_LR, DEFAULT_WEIGHT_DECAY
+from keras_quaternion.training.recipe import DEFAULT_LR, DEFAULT_SPEC_AUGMENT, DEFAULT_WEIGHT_DECAY
 
 __all__ = ["MODEL_FILE", "PRUNED_FILE", "prune_and_finetune"]
 
@@ -51,6 +51,7 @@ def prune_and_finetune(
     batch_size=32,
     lr=DEFAULT_LR,
     weight_decay=DEFAULT_WEIGHT_DECAY,
+    spec_augment=DEFAULT_SPEC_AUGMENT,
     temperature=2.0,
     alpha=0.5,
     strategy="default",
@@ -84,8 +85,8 @@ def prune_and_finetune(
             Distiller`).
         skip, layers, residual, seed: passed to :func:`keras_quaternion.pruning.prune`
             (``layers``: ``"all"``, ``"paper"`` or a list / comma-separated string of names).
-        batch_size, lr, weight_decay, temperature, alpha, strategy: fine-tuning settings (see
-            :func:`keras_quaternion.training.train`).
+        batch_size, lr, weight_decay, spec_augment, temperature, alpha, strategy: fine-tuning
+            settings (see :func:`keras_quaternion.training.train`).
         model_name: name recorded in ``metrics.json`` (default ``<model>-<method>-p<ratio>``).
         resume: resume an interrupted fine-tuning in ``out_dir``.
         verbose: 0 silent, 1 or 2 progress (passed to the training loop).
@@ -136,6 +137,7 @@ def prune_and_finetune(
         batch_size=batch_size,
         lr=lr,
         weight_decay=weight_decay,
+        spec_augment=spec_augment,
         seed=seed,
         teacher=model if kd else None,
         temperature=temperature,
