@@ -214,7 +214,8 @@ def _trials_table(m: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def _parse(argv):
+    """The command line, parsed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="The FSDD folder.")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "build" / "recipe")
@@ -233,10 +234,14 @@ def main(argv=None) -> int:
         "--threads",
         type=int,
         default=None,
-        help="TensorFlow threads (default: all cores). With 1, a run repeats bit for bit; with "
-        "several, the pruned model's fine-tuning was seen to differ between runs.",
+        help="TensorFlow intra-op threads (default: all cores). Under one setting a run repeats "
+        "bit for bit; another setting sums in another order and gives slightly other numbers.",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
     if args.threads is not None:
         import tensorflow as tf
 
