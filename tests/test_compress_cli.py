@@ -177,3 +177,22 @@ def test_the_command_offers_the_library_methods():
 
     assert prune_cli.METHODS == pruning.METHODS
     assert prune_cli.MODEL_FILE == finetune.MODEL_FILE
+
+
+def test_prune_and_finetune_passes_train_options_and_refuses_others(base, tmp_path):
+    """Fine-tuning settings go to train() as they are (its own defaults otherwise); a key it
+    does not take, or one prune_and_finetune sets itself, is refused before any pruning."""
+    from keras_quaternion.pruning import prune_and_finetune
+
+    with pytest.raises(TypeError, match=r"unknown fine-tuning options \['epochs', 'lrate'\]"):
+        prune_and_finetune(base["model"], "l1", 0.5, out_dir=tmp_path / "x", lrate=1, epochs=2)
+    assert not (tmp_path / "x").exists()
+    out = tmp_path / "ft"
+    prune_and_finetune(
+        base["model"], "l1", 0.5, out_dir=out, prepared=base["data"], finetune_epochs=1,
+        batch_size=8, schedule="constant", warmup_epochs=0, weight_decay=0.0, verbose=0,
+    )  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["schedule"], metrics["weight_decay"], metrics["batch_size"]) == (
+        "constant", 0.0, 8,
+    )  # fmt: skip

@@ -14,7 +14,6 @@ from pathlib import Path
 from keras_quaternion.files import atomic_save_model
 from keras_quaternion.model_info import ModelInfo, describe_model
 from keras_quaternion.pruning.scores import METHODS
-from keras_quaternion.training.recipe import DEFAULT_LR, DEFAULT_SPEC_AUGMENT, DEFAULT_WEIGHT_DECAY
 
 __all__ = ["MODEL_FILE", "PRUNED_FILE", "prune_and_finetune"]
 
@@ -48,17 +47,11 @@ def prune_and_finetune(
     layers="all",
     residual="group",
     seed=0,
-    batch_size=32,
-    lr=DEFAULT_LR,
-    weight_decay=DEFAULT_WEIGHT_DECAY,
-    spec_augment=DEFAULT_SPEC_AUGMENT,
-    temperature=2.0,
-    alpha=0.5,
-    strategy="default",
     model_name=None,
     resume=True,
     verbose=1,
     info=None,
+    **train_options,
 ):
     """Prune a trained model, save it with its report, and optionally fine-tune it (with KD).
 
@@ -85,8 +78,10 @@ def prune_and_finetune(
             Distiller`).
         skip, layers, residual, seed: passed to :func:`keras_quaternion.pruning.prune`
             (``layers``: ``"all"``, ``"paper"`` or a list / comma-separated string of names).
-        batch_size, lr, weight_decay, spec_augment, temperature, alpha, strategy: fine-tuning
-            settings (see :func:`keras_quaternion.training.train`).
+        **train_options: fine-tuning settings, passed to
+            :func:`keras_quaternion.training.train` with its defaults (``batch_size``, ``lr``,
+            ``schedule``, ``weight_decay``, ``spec_augment``, ``temperature``, ``alpha``,
+            ``strategy``, ...); not the ones this function sets itself.
         model_name: name recorded in ``metrics.json`` (default ``<model>-<method>-p<ratio>``).
         resume: resume an interrupted fine-tuning in ``out_dir``.
         verbose: 0 silent, 1 or 2 progress (passed to the training loop).
@@ -105,6 +100,8 @@ def prune_and_finetune(
             cannot be pruned, ``kd`` or ``finetune_epochs > 0`` without data, a model that does
             not fit the data.
         FileNotFoundError: a model path that does not exist.
+        TypeError: a ``train_options`` key that :func:`~keras_quaternion.training.train` does
+            not take, or one this function sets itself (``epochs``, ``seed``, ``teacher`` ...).
 
     Example:
         >>> import keras
@@ -125,6 +122,7 @@ def prune_and_finetune(
     if info is None and prepared is not None:
         info = ModelInfo.from_prepared(prepared)
     _check_arguments(method, finetune_epochs, kd, prepared)
+    _check_train_options(train_options)
     pruned, report, out_dir = _prune_and_report(
         model, method, ratio, out_dir, prepared, skip, layers, residual, seed
     )
@@ -132,23 +130,37 @@ def prune_and_finetune(
         path = atomic_save_model(pruned, out_dir / MODEL_FILE, info=info)
         return {"report": report, "model_path": path, "model": pruned}
     settings = dict(
+        train_options,
         prepared=prepared,
         epochs=finetune_epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        spec_augment=spec_augment,
         seed=seed,
         teacher=model if kd else None,
-        temperature=temperature,
-        alpha=alpha,
-        strategy=strategy,
         resume=resume,
         model_name=model_name or f"{model.name}-{method}-p{ratio:g}",
         verbose=verbose,
     )
     info = _pruning_info(method, ratio, report, residual, skip, seed, kd)
     return {"report": report, **_finetune(model, pruned, out_dir, info, settings)}
+
+
+#: train() arguments prune_and_finetune sets itself (not accepted in ``train_options``)
+_SET_HERE = {"model", "prepared", "out_dir", "epochs", "seed", "teacher", "resume", "model_name",
+             "verbose", "extra_info"}  # fmt: skip
+
+
+def _check_train_options(options: dict) -> None:
+    """A ``TypeError`` naming the ``train_options`` that :func:`train` does not take here."""
+    import inspect
+
+    from keras_quaternion.training.loop import train
+
+    allowed = set(inspect.signature(train).parameters) - _SET_HERE
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise TypeError(
+            f"prune_and_finetune() got unknown fine-tuning options {unknown}; it passes these "
+            f"to train(): {', '.join(sorted(allowed))}."
+        )
 
 
 def _check_arguments(method, finetune_epochs, kd, prepared) -> None:

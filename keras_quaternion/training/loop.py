@@ -165,18 +165,12 @@ def train(
             ending in a softmax (sigmoid for multi-label data) or in logits.
         prepared: the data (:func:`keras_quaternion.training.prepare`).
         out_dir: output folder (created).
-        epochs: most epochs (a resumed or finished run continues up to this number; the cosine
-            schedule decays over this many).
-        batch_size: global batch size.
-        lr: Adam's peak learning rate.
-        schedule: ``"cosine"`` (warm-up, then cosine decay to 1 % of ``lr`` at the last
-            epoch), ``"constant"`` (warm-up, then ``lr``) or ``"plateau"`` (warm-up, then
-            ``lr`` halved after every 3 epochs without a better validation score); see
-            :mod:`keras_quaternion.training.schedules`.
-        warmup_epochs: epochs of linear warm-up from ``lr / warm-up steps`` to ``lr``
-            (fractions allowed, 0: none, at most ``epochs``).
-        early_stopping: stop after this many epochs without a better validation score
-            (``None``: train every epoch). Needs a validation split.
+        epochs, batch_size, lr, schedule, warmup_epochs, early_stopping: the optimisation
+            settings of the recipe, checked and documented by
+            :class:`~keras_quaternion.training.recipe.Recipe` (the defaults are the package's
+            default recipe; ``early_stopping`` and the plateau schedule need a validation split).
+        spec_augment, mixup, gain_db, freq_warp, time_shift, weight_decay: its augmentation and
+            regularisation, also :class:`~keras_quaternion.training.recipe.Recipe` fields.
         width: registry width multiplier (ignored for a ``keras.Model``).
         model_options: extra :func:`keras_quaternion.models.build` arguments for a registry
             name, e.g. ``{"dropout": 0.1}`` or ``{"bn": "quaternion"}``.
@@ -207,18 +201,6 @@ def train(
             TensorFlow work).
         resume: continue from ``out_dir``'s checkpoint when there is one (``False``: start over,
             deleting it).
-        spec_augment: SpecAugment-style masking of training batches (on by default).
-        mixup: mixup Beta alpha for training batches (0 = off).
-        gain_db: random level change of each training example: its log-mel moves by a
-            uniform offset in ``[-gain_db, gain_db]`` dB (0 = off).
-        freq_warp: random frequency warping of each training example (like vocal-tract-length
-            perturbation): its mel axis is stretched by a factor uniform in
-            ``[1 - freq_warp, 1 + freq_warp]`` (0 = off, at most 0.5).
-        time_shift: random shift of each training example by up to this fraction of its
-            frames, earlier or later (0 = off, at most 0.5).
-        weight_decay: decoupled weight decay (AdamW): after each step every kernel shrinks by
-            ``weight_decay`` times that step's learning rate (biases and batch-norm parameters
-            are not decayed; 0 = off, plain Adam).
         model_name: name recorded in ``metrics.json`` (default: the registry name or
             ``model.name``).
         verbose: 0 silent, 1 progress bar + one line per epoch (bar only on a terminal), 2 one

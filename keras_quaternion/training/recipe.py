@@ -150,23 +150,28 @@ class Recipe:
     """How to train: checked on creation, recorded in ``metrics.json`` and the checkpoint.
 
     Args:
-        epochs: total epochs (a resumed run continues up to this number).
+        epochs: most epochs (a resumed or finished run continues up to this number; the cosine
+            schedule decays over this many).
         batch_size: global batch size.
         lr: Adam's peak learning rate.
-        schedule: ``"cosine"``, ``"constant"`` or ``"plateau"``
-            (:mod:`~keras_quaternion.training.schedules`).
-        warmup_epochs: epochs of linear learning-rate warm-up (fractions allowed).
+        schedule: ``"cosine"`` (warm-up, then cosine decay to 1 % of ``lr`` at the last
+            epoch), ``"constant"`` (warm-up, then ``lr``) or ``"plateau"`` (warm-up, then
+            ``lr`` halved after every 3 epochs without a better validation score); see
+            :mod:`keras_quaternion.training.schedules`.
+        warmup_epochs: epochs of linear warm-up from ``lr / warm-up steps`` to ``lr``
+            (fractions allowed, 0: none, at most ``epochs``).
         early_stopping: stop after this many epochs without a better validation score
             (``None``: train every epoch).
         seed: seeds the weights, the shuffle order, dropout and the augmentation.
         spec_augment: SpecAugment-style masking of training batches (on by default).
         mixup: mixup Beta alpha for training batches (0 = off).
-        gain_db: random level change of each training example, uniform in
-            ``[-gain_db, gain_db]`` dB (0 = off).
-        freq_warp: random stretch of each training example's mel axis by a factor uniform in
+        gain_db: random level change of each training example: its log-mel moves by a
+            uniform offset in ``[-gain_db, gain_db]`` dB (0 = off).
+        freq_warp: random frequency warping of each training example (like vocal-tract-length
+            perturbation): its mel axis is stretched by a factor uniform in
             ``[1 - freq_warp, 1 + freq_warp]`` (0 = off; at most :data:`MAX_FREQ_WARP`).
         time_shift: random shift of each training example by up to this fraction of its
-            frames (0 = off; at most :data:`MAX_TIME_SHIFT`).
+            frames, earlier or later (0 = off; at most :data:`MAX_TIME_SHIFT`).
         weight_decay: decoupled weight decay (AdamW): after each step every kernel shrinks by
             ``weight_decay`` times the step's learning rate (biases and batch-norm scales are
             not decayed; 0 = plain Adam).
