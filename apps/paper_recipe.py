@@ -255,6 +255,7 @@ class _Recipe:
             verbose=0,
             spec_augment=not args.no_spec_augment,
             **({} if args.weight_decay is None else {"weight_decay": args.weight_decay}),
+            **({} if args.ema is None else {"ema": args.ema}),
         )
         x_train = prepared.features["train"]
         rng = np.random.default_rng(args.seed)
@@ -558,6 +559,13 @@ def parser():
         type=float,
         default=None,
         help="decoupled weight decay (default: kq-train's default recipe's)",
+    )
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        help="momentum of the moving average of the weights that is validated and kept "
+        "(default: kq-train's default recipe's; 0: off)",
     )
     p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
     p.add_argument("--alpha", type=float, default=0.5, help="distillation: task-loss weight")

@@ -20,10 +20,14 @@ comparison is between models, not between training settings.
         --plot docs/img/qcnn_vs_cnn_fsdd.png          # about 1.5 h on 2 CPU cores
     python benchmarks/bench_qcnn_vs_cnn.py --quick   # 1 seed, 2 epochs, 2 models: checks it runs
 
-``--epochs N``, ``--no-spec-augment`` and ``--weight-decay W`` change the default recipe (runs
-then go to a folder of their own under ``--work-dir``): ``--weight-decay 0`` is the recipe before
-the weight-decay study, ``--epochs 20 --no-spec-augment --weight-decay 0`` the one before the
-speaker study (docs/training.md), with which the six-model table there was measured.
+``--epochs N``, ``--no-spec-augment``, ``--weight-decay W`` and ``--ema M`` change the default
+recipe (runs then go to a folder of their own under ``--work-dir``): ``--ema 0`` is the recipe
+before the weight-averaging study, ``--weight-decay 0 --ema 0`` the one before the weight-decay
+study, ``--epochs 20 --no-spec-augment --weight-decay 0 --ema 0`` the one before the speaker
+study (docs/training.md), with which the six-model table there was measured.
+
+Besides the tables of scores and comparisons, it writes the test accuracy of each class (digit)
+per model: on theo most errors are one or two digits.
 
 ``--protocol refit`` trains on all five non-test speakers instead (george too, no validation,
 the recipe's last epoch kept), as one does once the recipe is chosen; theo stays the test:
@@ -144,9 +148,20 @@ def int8_export(prepared, folder: Path) -> dict:
     return out
 
 
+def class_accuracy(prepared, folder: Path) -> list[float]:
+    """Test accuracy of each class (its recall) of a run's ``model.keras``."""
+    from keras_quaternion.training import load_model
+    from keras_quaternion.training.evaluation import predict
+
+    model = load_model(folder / "model.keras")
+    y = np.asarray(prepared.labels["test"])
+    predicted = np.asarray(predict(model, prepared, "test")).argmax(axis=-1)
+    return [float((predicted[y == c] == c).mean()) for c in range(prepared.num_classes)]
+
+
 def measure(prepared, seeds, work: Path, recipe: dict, models=MODELS) -> list[dict]:
     """One record per model: its runs' scores, sizes and int8 results (seed 0's model)."""
-    from keras_quaternion.training.recipe import DEFAULT_WEIGHT_DECAY
+    from keras_quaternion.training.recipe import DEFAULT_EMA, DEFAULT_WEIGHT_DECAY
 
     records = []
     for model, width in models:
@@ -164,10 +179,15 @@ def measure(prepared, seeds, work: Path, recipe: dict, models=MODELS) -> list[di
                 "test_accuracy": accs,
                 "train_accuracy": [r["train"]["accuracy"] for r in runs],
                 "last_epoch_train_accuracy": [_last_epoch_accuracy(r) for r in runs],
+                "class_accuracy": [
+                    class_accuracy(prepared, _run_dir(work, model, width, seed)) for seed in seeds
+                ],
+                "class_names": list(prepared.class_names),
                 "best_epoch": [(r.get("validation") or {}).get("best_epoch") for r in runs],
                 "epochs": runs[0]["epochs"],
                 "spec_augment": recipe.get("spec_augment", True),
                 "weight_decay": recipe.get("weight_decay", DEFAULT_WEIGHT_DECAY),
+                "ema": recipe.get("ema", DEFAULT_EMA),
             }
         )
         print(_row(records[-1]), flush=True)
@@ -224,7 +244,7 @@ def tables(records: list[dict], seeds, note: str, protocol: str = "select") -> s
         f"FSDD, speaker-independent split (test: theo, 500 clips; {PROTOCOLS[protocol][1]}), "
         f"seeds {list(seeds)}, {records[0]['epochs']} epochs, the default recipe"
         f"{'' if records[0].get('spec_augment', True) else ' without SpecAugment'}"
-        f"{_decay_text(records[0].get('weight_decay', 0.0))}. {note}",
+        f"{_recipe_text(records[0])}. {note}",
         "",
         "| model | width | params | MACs / clip | int8 flatbuffer (expanded) | int8 flatbuffer "
         "(compact) | test accuracy (mean ± sd) | per seed | train accuracy | seed 0: float → "
@@ -242,7 +262,26 @@ def tables(records: list[dict], seeds, note: str, protocol: str = "select") -> s
             "|---|---|---|---|---|---|",
             *pairs,
         ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _class_lines(records)) + "\n"
+
+
+def _class_lines(records: list[dict]) -> list[str]:
+    """Test accuracy per class (mean over the seeds), one row per model: where the errors are."""
+    if not all(r.get("class_accuracy") for r in records):
+        return []  # records written before the per-class scores
+    names = records[0]["class_names"]
+    lines = [
+        "",
+        "Test accuracy per class (mean over the seeds; 50 clips each):",
+        "",
+        "| model | width | " + " | ".join(f"`{n}`" for n in names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for r in records:
+        mean = np.mean(np.asarray(r["class_accuracy"]), axis=0)
+        cells = " | ".join(f"{m:.2f}" for m in mean)
+        lines.append(f"| `{r['model']}` | {r['width']:g} | {cells} |")
+    return lines
 
 
 def plot(records: list[dict], path: Path) -> None:
@@ -288,8 +327,8 @@ def _plot_rows(ax, rows: list[dict], color: str, dy: int) -> None:
 
 
 def _recipe(args) -> dict:
-    """The changes to the default recipe that ``--epochs``, ``--no-spec-augment`` and
-    ``--weight-decay`` ask for."""
+    """The changes to the default recipe that ``--epochs``, ``--no-spec-augment``,
+    ``--weight-decay`` and ``--ema`` ask for."""
     recipe = {}
     if args.epochs is not None:
         if args.epochs < 1:
@@ -301,11 +340,21 @@ def _recipe(args) -> dict:
         if args.weight_decay < 0:
             sys.exit(f"--weight-decay must be a number >= 0, got {args.weight_decay}.")
         recipe["weight_decay"] = args.weight_decay
+    if args.ema is not None:
+        if not 0 <= args.ema < 1:
+            sys.exit(f"--ema must be a number in [0, 1), got {args.ema}.")
+        recipe["ema"] = args.ema
     return recipe
 
 
-def _decay_text(weight_decay: float) -> str:
-    return f" (weight decay {weight_decay:g})" if weight_decay else " without weight decay"
+def _recipe_text(record: dict) -> str:
+    """What the runs' recipe had of weight decay and weight averaging (0 in older records)."""
+    decay, ema = record.get("weight_decay", 0.0), record.get("ema", 0.0)
+    have = ([f"weight decay {decay:g}"] if decay else []) + ([f"ema {ema:g}"] if ema else [])
+    lack = ([] if decay else ["weight decay"]) + ([] if ema else ["weight averaging"])
+    return (f" ({', '.join(have)})" if have else "") + (
+        f" without {' or '.join(lack)}" if lack else ""
+    )
 
 
 def _chosen_models(text: str | None) -> list[tuple[str, float]]:
@@ -354,6 +403,13 @@ def _parse(argv):
         "(docs/training.md, Weight decay); 0: none, plain Adam.",
     )
     parser.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        help="The default recipe with this moving-average momentum of the weights instead of "
+        "its own (docs/training.md, Weight averaging); 0: none.",
+    )
+    parser.add_argument(
         "--models",
         default=None,
         help="Comma-separated MODEL:WIDTH rows of MODELS to run (default all), e.g. qcnn6:0.25 "
@@ -393,6 +449,7 @@ def _note(args) -> str:
         + ("" if args.epochs is None else f" --epochs {args.epochs}")
         + (" --no-spec-augment" if args.no_spec_augment else "")
         + ("" if args.weight_decay is None else f" --weight-decay {args.weight_decay:g}")
+        + ("" if args.ema is None else f" --ema {args.ema:g}")
         + ("" if args.threads is None else f" --threads {args.threads}")
         + "`."
     )

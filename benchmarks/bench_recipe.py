@@ -145,6 +145,10 @@ PROTOCOL_TEXT = {
 }
 
 
+#: Parts of the default recipe a speaker record may have been measured without (its key, name).
+_RECIPE_PARTS = (("weight_decay", "weight decay"), ("ema", "weight averaging"))
+
+
 def _speaker_rows(path: Path) -> list[str]:
     """The speaker-split rows of one ``bench_qcnn_vs_cnn.py --json`` file."""
     records = json.loads(path.read_text(encoding="utf-8"))
@@ -155,7 +159,8 @@ def _speaker_rows(path: Path) -> list[str]:
     sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
     seeds = ", ".join(f"{a:.3f}" for a in acc)
     kept = "best validation" if protocol == "select" else "last-epoch"
-    recipe = "default recipe" + ("" if r.get("weight_decay") else " without weight decay")
+    missing = [name for key, name in _RECIPE_PARTS if not r.get(key)]  # older records: 0
+    recipe = "default recipe" + (f" without {' and '.join(missing)}" if missing else "")
     return [
         f"| FSDD speaker split ({PROTOCOL_TEXT[protocol]}), `qcnn6` x0.25, {recipe} "
         f"({len(acc)} seeds) | test ≥ 0.90 | {statistics.fmean(acc):.3f} ± {sd:.3f} ({seeds}) | "

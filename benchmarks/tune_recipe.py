@@ -17,7 +17,9 @@ test split is not shown: choosing on it would make the chosen recipe's test scor
 ``--group speaker`` runs :data:`SPEAKER_TRIALS` instead: augmentations and feature
 normalisations against speaker variation, tried after :data:`TRIALS`; ``--group decay`` runs
 :data:`DECAY_TRIALS`, decoupled weight decay on top of the recipe they chose (about 1.5 h; 0.3
-became the default, 60 epochs with it did not pass the rule).
+became the default, 60 epochs with it did not pass the rule); ``--group average`` runs
+:data:`AVERAGE_TRIALS`, a moving average of the weights on top of that (about 30 min; 0.99
+became the default).
 
 Each run is a ``train()`` output folder under ``--out``; a finished run is read back, not
 trained again, so the script can be stopped and rerun.
@@ -50,6 +52,8 @@ BASE = {
     "freq_warp": 0.0,
     "time_shift": 0.0,
     "weight_decay": 0.0,
+    "label_smoothing": 0.0,
+    "ema": 0.0,
 }
 COSINE3 = {"schedule": "cosine", "warmup_epochs": 1, "lr": 3e-3}
 COSINE5 = {**COSINE3, "lr": 5e-3}
@@ -146,6 +150,38 @@ DECAY_TRIALS = [
         "wd0.3-ep60-seed1",
         "weight decay 0.3, 60 epochs, seed 1",
         {**DEFAULT40, "weight_decay": 0.3, "epochs": 60, "seed": 1},
+    ),
+]
+
+#: Today's default recipe: :data:`DEFAULT40` with the weight decay the decay study chose.
+DEFAULT = {**DEFAULT40, "weight_decay": 0.3}
+
+#: A moving average of the weights on top of :data:`DEFAULT` (``--group average``), the same
+#: rule, then label smoothing on top of the average; the default's rows are the decay study's
+#: finished runs (same folders), read back.
+AVERAGE_TRIALS = [
+    ("wd0.3", "the default (weight decay 0.3)", DEFAULT),
+    ("wd0.3-seed1", "the default, seed 1", {**DEFAULT, "seed": 1}),
+    (
+        "ema0.99",
+        "moving average of the weights, momentum 0.99 (**chosen**)",
+        {**DEFAULT, "ema": 0.99},
+    ),
+    (
+        "ema0.99-seed1",
+        "moving average of the weights, momentum 0.99, seed 1",
+        {**DEFAULT, "ema": 0.99, "seed": 1},
+    ),
+    # on top of the average, once it was chosen
+    (
+        "ema0.99-ls0.1",
+        "moving average 0.99 + label smoothing 0.1",
+        {**DEFAULT, "ema": 0.99, "label_smoothing": 0.1},
+    ),
+    (
+        "ema0.99-ls0.1-seed1",
+        "moving average 0.99 + label smoothing 0.1, seed 1",
+        {**DEFAULT, "ema": 0.99, "label_smoothing": 0.1, "seed": 1},
     ),
 ]
 
@@ -267,6 +303,34 @@ def _history(folder: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def plot_validation(results: list[tuple[str, str, dict, list]], path: Path, title: str) -> None:
+    """Validation accuracy per epoch of every trial, one line each (seed 1 dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colors = {}
+    for name, _, _, history in results:
+        base = name.removesuffix("-seed1")
+        color = colors.setdefault(base, f"C{len(colors)}")
+        epochs = [int(row["epoch"]) for row in history]
+        scores = [float(row["val_accuracy"]) for row in history]
+        style = "--" if name.endswith("-seed1") else "-"
+        ax.plot(epochs, scores, style, color=color, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (george)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True, help="The FSDD folder.")
@@ -279,15 +343,24 @@ def _parse(argv):
         default="recipe",
         help="recipe: the trials behind the default recipe (TRIALS); speaker: the trials against "
         "speaker variation on top of it (SPEAKER_TRIALS); decay: weight decay on top of today's "
-        "default (DECAY_TRIALS).",
+        "default (DECAY_TRIALS); average: weight averaging on top of the default after that "
+        "(AVERAGE_TRIALS).",
     )
     parser.add_argument("--only", default=None, help="Comma-separated trial names to run.")
     parser.add_argument("--table", type=Path, default=None, help="Write the tables here.")
+    parser.add_argument(
+        "--plot", type=Path, default=None, help="Plot the trials' validation curves here (PNG)."
+    )
     return parser.parse_args(argv)
 
 
 #: ``--group`` names and their trial lists.
-GROUPS = {"recipe": TRIALS, "speaker": SPEAKER_TRIALS, "decay": DECAY_TRIALS}
+GROUPS = {
+    "recipe": TRIALS,
+    "speaker": SPEAKER_TRIALS,
+    "decay": DECAY_TRIALS,
+    "average": AVERAGE_TRIALS,
+}
 
 
 def main(argv=None) -> int:
@@ -323,6 +396,8 @@ def main(argv=None) -> int:
         text += level_table(prepared, args.out)
     if args.table:
         atomic_write(args.table, text, make_parents=True)
+    if args.plot:
+        plot_validation(results, args.plot, f"qcnn6 x0.25, FSDD speaker split: {args.group}")
     print(text)
     return 0
 

@@ -89,8 +89,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
 
     result = train("qcnn6", data, width=0.0625, epochs=2, batch_size=8, strategy=strategy,
                    out_dir=sys.argv[2], verbose=0, schedule="plateau", warmup_epochs=0.5,
-                   early_stopping=5, callbacks=[Epochs()])
-    keys = ("replicas", "strategy", "epochs", "test", "schedule")
+                   early_stopping=5, callbacks=[Epochs()], ema=0.9)
+    keys = ("replicas", "strategy", "epochs", "test", "schedule", "ema")
     print("RESULT " + json.dumps({**{k: result[k] for k in keys}, "seen": Epochs.seen}))
     """
 )
@@ -110,7 +110,7 @@ def test_mirrored_strategy_on_two_logical_cpus(repo_root, cache_dir, tmp_path):
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
     result = json.loads(line[len("RESULT ") :])
     assert result["replicas"] == 2 and result["strategy"] == "mirrored"
-    assert result["epochs"] == 2 and result["schedule"] == "plateau"
+    assert result["epochs"] == 2 and result["schedule"] == "plateau" and result["ema"] == 0.9
     assert [epoch for epoch, _ in result["seen"]] == [0, 1]  # the Keras callback saw both
     assert result["seen"][0][1] == pytest.approx(5e-3)  # warmed up to the default peak rate
     metrics = json.loads((out / "metrics.json").read_text())

@@ -54,6 +54,8 @@ __all__ = ["distill_command"]
 @shared_option("batch_size")
 @shared_option("lr")
 @shared_option("weight_decay")
+@shared_option("label_smoothing")
+@shared_option("ema")
 @shared_option("seed")
 @shared_option("strategy")
 @click.option("--restart", is_flag=True, help="Discard a checkpoint in --out.")
@@ -70,6 +72,8 @@ def distill_command(
     batch_size,
     lr,
     weight_decay,
+    label_smoothing,
+    ema,
     seed,
     strategy,
     restart,
@@ -99,6 +103,8 @@ def distill_command(
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
+            label_smoothing=label_smoothing,
+            ema=ema,
             width=width,
             seed=seed,
             teacher=str(teacher_path),

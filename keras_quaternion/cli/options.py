@@ -21,10 +21,14 @@ import click
 from keras_quaternion.training.dataset_options import DatasetOptions
 from keras_quaternion.training.recipe import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_EMA,
+    DEFAULT_LABEL_SMOOTHING,
     DEFAULT_LR,
     DEFAULT_SCHEDULE,
     DEFAULT_WARMUP_EPOCHS,
     DEFAULT_WEIGHT_DECAY,
+    MAX_EMA,
+    MAX_LABEL_SMOOTHING,
     SCHEDULES,
 )
 
@@ -124,6 +128,26 @@ SHARED_OPTIONS = {
             show_default=True,
             help="Decoupled weight decay (AdamW): each step shrinks every kernel by this times "
             "the step's learning rate (0 = plain Adam).",
+        ),
+    ),
+    "label_smoothing": (
+        ("--label-smoothing",),
+        dict(
+            type=click.FloatRange(0, MAX_LABEL_SMOOTHING),
+            default=DEFAULT_LABEL_SMOOTHING,
+            show_default=True,
+            help="Mix each training target with the uniform distribution by this much (0 = off).",
+        ),
+    ),
+    "ema": (
+        ("--ema",),
+        dict(
+            type=click.FloatRange(0, MAX_EMA),
+            default=DEFAULT_EMA,
+            show_default=True,
+            metavar="MOMENTUM",
+            help="Validate and keep an exponential moving average of the weights, updated "
+            "after every step with this momentum (0 = off; 0.99: about the last 100 steps).",
         ),
     ),
     "seed": (("--seed",), dict(type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)),

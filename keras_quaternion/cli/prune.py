@@ -85,6 +85,8 @@ MODEL_FILE = "model.keras"
 @shared_option("batch_size")
 @shared_option("lr", help="Adam's peak learning rate for fine-tuning (kq-train's default recipe).")
 @shared_option("weight_decay")
+@shared_option("label_smoothing")
+@shared_option("ema")
 @shared_option("seed", help="Seed of the 'random' method and of fine-tuning.")
 @shared_option("strategy")
 @click.option("--restart", is_flag=True, help="Discard a fine-tuning checkpoint in --out.")
@@ -105,6 +107,8 @@ def prune_command(
     batch_size,
     lr,
     weight_decay,
+    label_smoothing,
+    ema,
     seed,
     strategy,
     restart,
@@ -150,6 +154,8 @@ def prune_command(
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
+            label_smoothing=label_smoothing,
+            ema=ema,
             temperature=temperature,
             alpha=alpha,
             strategy=strategy,

@@ -152,6 +152,8 @@ DEFAULT_DROPOUT = 0.1
     help="Random shift of each training clip by up to this fraction of its frames (0 = off).",
 )
 @shared_option("weight_decay")
+@shared_option("label_smoothing")
+@shared_option("ema")
 @click.option(
     "--restart", is_flag=True, help="Discard the checkpoint in --out and train from scratch."
 )
@@ -184,6 +186,8 @@ def train_command(
     freq_warp,
     time_shift,
     weight_decay,
+    label_smoothing,
+    ema,
     restart,
     quiet,
     data,
@@ -253,6 +257,8 @@ def train_command(
         freq_warp=freq_warp,
         time_shift=time_shift,
         weight_decay=weight_decay,
+        label_smoothing=label_smoothing,
+        ema=ema,
         verbose=0 if quiet else 1,
     )
     role = "" if is_chief(strat) else " [non-chief worker: files written by the chief]"

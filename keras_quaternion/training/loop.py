@@ -42,6 +42,7 @@ from typing import Any
 from keras_quaternion.files import atomic_save_model, atomic_write
 from keras_quaternion.model_info import ModelInfo
 from keras_quaternion.training import metrics as kq_metrics
+from keras_quaternion.training.averaging import AverageWeights, WeightAverage
 from keras_quaternion.training.callbacks import (
     BatchRelay,
     EarlyStopping,
@@ -72,9 +73,11 @@ from keras_quaternion.training.model_io import (
 from keras_quaternion.training.pipeline import PreparedData
 from keras_quaternion.training.recipe import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_EMA,
     DEFAULT_EPOCHS,
     DEFAULT_FREQ_WARP,
     DEFAULT_GAIN_DB,
+    DEFAULT_LABEL_SMOOTHING,
     DEFAULT_LR,
     DEFAULT_SPEC_AUGMENT,
     DEFAULT_TIME_SHIFT,
@@ -146,6 +149,8 @@ def train(
     freq_warp: float = DEFAULT_FREQ_WARP,
     time_shift: float = DEFAULT_TIME_SHIFT,
     weight_decay: float = DEFAULT_WEIGHT_DECAY,
+    label_smoothing: float = DEFAULT_LABEL_SMOOTHING,
+    ema: float = DEFAULT_EMA,
     model_name: str | None = None,
     verbose: int = 1,
     extra_info: dict | None = None,
@@ -169,8 +174,9 @@ def train(
             settings of the recipe, checked and documented by
             :class:`~keras_quaternion.training.recipe.Recipe` (the defaults are the package's
             default recipe; ``early_stopping`` and the plateau schedule need a validation split).
-        spec_augment, mixup, gain_db, freq_warp, time_shift, weight_decay: its augmentation and
-            regularisation, also :class:`~keras_quaternion.training.recipe.Recipe` fields.
+        spec_augment, mixup, gain_db, freq_warp, time_shift, weight_decay, label_smoothing, ema:
+            its augmentation, regularisation and weight averaging, also
+            :class:`~keras_quaternion.training.recipe.Recipe` fields.
         width: registry width multiplier (ignored for a ``keras.Model``).
         model_options: extra :func:`keras_quaternion.models.build` arguments for a registry
             name, e.g. ``{"dropout": 0.1}`` or ``{"bn": "quaternion"}``.
@@ -249,6 +255,8 @@ def train(
         freq_warp=freq_warp,
         time_shift=time_shift,
         weight_decay=weight_decay,
+        label_smoothing=label_smoothing,
+        ema=ema,
     )
     extra = check_callbacks(callbacks)
     _check_data(prepared, recipe)
@@ -430,12 +438,24 @@ class _Run:
     model_vars: list
     opt_vars: list
     freeze_epochs: int = 0
+    average: WeightAverage | None = None  # the moving average of the weights (recipe.ema)
     forward: Any = None
+    eval_forward: Any = None  # the forward pass of eval_net
     step_cache: dict = dataclasses.field(default_factory=dict)  # the multi-worker step function
 
     @property
     def checkpointer(self) -> Checkpointer:
         return Checkpointer(self.out_dir)
+
+    @property
+    def eval_net(self):
+        """The model that is validated and kept: the weight average, or the model itself."""
+        return self.net if self.average is None else self.average.net
+
+    @property
+    def eval_vars(self) -> list:
+        """``eval_net``'s variables in the order of ``model_vars``."""
+        return self.model_vars if self.average is None else self.average.variables
 
     @property
     def has_validation(self) -> bool:
@@ -504,6 +524,7 @@ def _prepare_run(
         channels = check_model_fits(net, prepared)
         trainer = _build_trainer(net, teacher, prepared, strategy)
         schedule, one_hot = _compile(trainer, recipe, steps, prepared, outputs_are_logits(net))
+        average = WeightAverage(net, recipe.ema) if recipe.ema else None
     _build_for_multiworker(trainer, strategy, prepared, channels, one_hot)
     trainable, non_trainable, macs = count_model(net, prepared.frames)
     model_settings = {
@@ -514,6 +535,8 @@ def _prepare_run(
         "params": trainable,
     }
     model_vars, opt_vars = variable_list(net, trainer)
+    if average is not None:  # checkpointed with the optimizer's state
+        opt_vars += average.variables
     return _Run(
         out_dir=out_dir,
         prepared=prepared,
@@ -538,6 +561,7 @@ def _prepare_run(
         model_vars=model_vars,
         opt_vars=opt_vars,
         freeze_epochs=transfer.freeze_epochs if transfer is not None else 0,
+        average=average,
     )
 
 
@@ -648,7 +672,7 @@ def _compile(trainer, recipe, steps, prepared, logits: bool):
     """Compile with Adam (AdamW with weight decay) on the recipe's schedule, the loss and metric.
 
     Returns ``(schedule, one_hot)``: the learning-rate schedule and whether the training labels
-    are one-hot (mixup on single-label data).
+    are one-hot (mixup or label smoothing on single-label data).
     """
     import keras
 
@@ -659,13 +683,13 @@ def _compile(trainer, recipe, steps, prepared, logits: bool):
         epochs=recipe.epochs,
         steps_per_epoch=steps,
     )
-    mixup = recipe.mixup
-    one_hot = mixup > 0 and not prepared.multi_label
+    smoothing = recipe.label_smoothing
+    one_hot = (recipe.mixup > 0 or smoothing > 0) and not prepared.multi_label
     if prepared.multi_label:
-        loss = keras.losses.BinaryCrossentropy(from_logits=logits)
+        loss = keras.losses.BinaryCrossentropy(from_logits=logits, label_smoothing=smoothing)
         metric = keras.metrics.AUC(curve="PR", multi_label=True, from_logits=logits, name="pr_auc")
     elif one_hot:
-        loss = keras.losses.CategoricalCrossentropy(from_logits=logits)
+        loss = keras.losses.CategoricalCrossentropy(from_logits=logits, label_smoothing=smoothing)
         metric = keras.metrics.CategoricalAccuracy(name="accuracy")
     else:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
@@ -794,11 +818,14 @@ def _callbacks(run: _Run, state: RunState, extra: list, on_epoch_end):
 
     out = run.out_dir
     items = [] if not run.freeze_epochs else [_freeze_body(run)]
+    if run.average is not None:
+        fresh = state.epoch == 0
+        items.append(AverageWeights(run.average, run.trainer.optimizer, fresh=fresh))
     items += [
         KeepBest(
             state,
-            run.net,
-            run.model_vars,
+            run.eval_net,
+            run.eval_vars,
             has_validation=run.has_validation,
             path=out / "model.keras" if run.chief else None,
             info=ModelInfo.from_prepared(run.prepared),
@@ -841,6 +868,7 @@ def _freeze_body(run: _Run) -> FreezeBody:
 def _run_epochs(run: _Run, state: RunState, callbacks) -> None:
     """Train epoch after epoch until ``epochs`` or a stop; each epoch ends with the callbacks."""
     run.forward = make_forward(run.net)
+    run.eval_forward = run.forward if run.average is None else make_forward(run.eval_net)
     if _epochs_left(run, state) == 0:
         return
     data = run.prepared
@@ -908,12 +936,13 @@ def _train_epoch(run: _Run, epoch: int, callbacks) -> dict:
 
 
 def _validate(run: _Run) -> dict:
-    """``{"val_loss", "val_<score>"}`` on the validation split (``{}`` without one)."""
+    """``{"val_loss", "val_<score>"}`` of ``run.eval_net`` on the validation split (``{}``
+    without one)."""
     if not run.has_validation:
         return {}
     data = run.prepared
     y = data.labels["validation"]
-    probs = predict(run.net, data, "validation", forward=run.forward)
+    probs = predict(run.eval_net, data, "validation", forward=run.eval_forward)
     return {
         "val_loss": kq_metrics.cross_entropy(y, probs, data.multi_label),
         f"val_{run.score_name}": kq_metrics.score(y, probs, data.multi_label)[run.score_name],

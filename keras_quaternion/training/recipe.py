@@ -25,15 +25,19 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_EMA",
     "DEFAULT_EPOCHS",
     "DEFAULT_FREQ_WARP",
     "DEFAULT_GAIN_DB",
+    "DEFAULT_LABEL_SMOOTHING",
     "DEFAULT_LR",
     "DEFAULT_SPEC_AUGMENT",
     "DEFAULT_TIME_SHIFT",
     "DEFAULT_WARMUP_EPOCHS",
     "DEFAULT_WEIGHT_DECAY",
     "FINETUNE_LR",
+    "MAX_EMA",
+    "MAX_LABEL_SMOOTHING",
     "Recipe",
     "check_positive_int",
 ]
@@ -48,6 +52,12 @@ DEFAULT_FREQ_WARP = 0.0
 DEFAULT_TIME_SHIFT = 0.0
 #: chosen on FSDD's speaker validation split (docs/training.md, "Weight decay")
 DEFAULT_WEIGHT_DECAY = 0.3
+DEFAULT_LABEL_SMOOTHING = 0.0
+#: chosen on FSDD's speaker validation split (docs/training.md, "Weight averaging")
+DEFAULT_EMA = 0.99
+#: Largest ``label_smoothing`` (1 would make every target uniform) and ``ema`` momentum.
+MAX_LABEL_SMOOTHING = 0.5
+MAX_EMA = 0.9999
 #: Largest ``freq_warp`` and ``time_shift`` (fractions of the mel axis and of the frames).
 MAX_FREQ_WARP = 0.5
 MAX_TIME_SHIFT = 0.5
@@ -175,6 +185,15 @@ class Recipe:
         weight_decay: decoupled weight decay (AdamW): after each step every kernel shrinks by
             ``weight_decay`` times the step's learning rate (biases and batch-norm scales are
             not decayed; 0 = plain Adam).
+        label_smoothing: the training targets mix the true label with the uniform
+            distribution by this much: single-label targets become ``1 - s + s / classes``
+            for the true class and ``s / classes`` for the others (multi-label: each target
+            moves ``s / 2`` towards 0.5); 0 = off, at most :data:`MAX_LABEL_SMOOTHING`.
+        ema: momentum of an exponential moving average of the weights (batch-norm statistics
+            included), updated after every training step; validation, the kept model and
+            ``model.keras`` use the average (0 = off; e.g. 0.99 averages over about the last
+            100 steps; at most :data:`MAX_EMA`). The first steps use a smaller momentum,
+            ``min(ema, (1 + step) / (10 + step))``, so that the random initial weights fade out.
 
     Raises:
         ValueError: a setting outside its range (the message names it and what is allowed).
@@ -193,6 +212,8 @@ class Recipe:
     freq_warp: float = DEFAULT_FREQ_WARP
     time_shift: float = DEFAULT_TIME_SHIFT
     weight_decay: float = DEFAULT_WEIGHT_DECAY
+    label_smoothing: float = DEFAULT_LABEL_SMOOTHING
+    ema: float = DEFAULT_EMA
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -234,6 +255,9 @@ class Recipe:
         set_(self, "weight_decay", float(self.weight_decay))
         set_(self, "freq_warp", _fraction(self.freq_warp, "freq_warp", MAX_FREQ_WARP))
         set_(self, "time_shift", _fraction(self.time_shift, "time_shift", MAX_TIME_SHIFT))
+        smoothing = _fraction(self.label_smoothing, "label_smoothing", MAX_LABEL_SMOOTHING)
+        set_(self, "label_smoothing", smoothing)
+        set_(self, "ema", _fraction(self.ema, "ema", MAX_EMA))
         set_(self, "lr", float(self.lr))
         set_(self, "mixup", float(self.mixup))
         set_(self, "gain_db", float(self.gain_db))

@@ -63,11 +63,19 @@ RESUME_KEYS = (
     "freq_warp",
     "time_shift",
     "weight_decay",
+    "label_smoothing",
+    "ema",
     "params",
 )
 
 #: values of :data:`RESUME_KEYS` added later, assumed for a checkpoint saved without them
-RESUME_DEFAULTS = {"freq_warp": 0.0, "time_shift": 0.0, "weight_decay": 0.0}
+RESUME_DEFAULTS = {
+    "freq_warp": 0.0,
+    "time_shift": 0.0,
+    "weight_decay": 0.0,
+    "label_smoothing": 0.0,
+    "ema": 0.0,
+}
 
 
 _TEACHER_KEYS = (
