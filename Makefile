@@ -72,6 +72,8 @@ figures-trained:
 	$(PY) benchmarks/tune_recipe.py --data-dir $(FSDD) --out $(OUT)/tune --group average \
 		--table $(OUT)/tune_average.md --plot docs/img/tune_average.png
 	$(SPLICE) docs/training.md tune_average $(OUT)/tune_average.md
+	$(PY) benchmarks/bench_ema.py --out $(OUT)/bench_ema.md
+	$(SPLICE) docs/training.md bench_ema $(OUT)/bench_ema.md
 	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
 		--models qcnn6:0.25,cnn6:0.25,cnn6:0.125 --threads 1 \
 		--out $(OUT)/qcnn_vs_cnn.md --json $(OUT)/qcnn_vs_cnn.json
