@@ -24,6 +24,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_quaternion.training.checkpoint import model_variables
+
 __all__ = ["AverageWeights", "WeightAverage", "momentum_at"]
 
 
@@ -42,8 +44,8 @@ class WeightAverage:
 
     Create it under the strategy's scope (the twin's variables are then mirrored like the
     model's). ``variables`` lists the twin's variables in the order of ``net.weights`` followed
-    by its other variables (the order :func:`~keras_quaternion.training.checkpoint.variable_list`
-    uses), so that they can be saved with the checkpoint and copied into ``net`` by position.
+    by its other variables (:func:`~keras_quaternion.training.checkpoint.model_variables`, the
+    checkpoint's order), so that they can be saved with the checkpoint and copied into ``net`` by position.
 
     Args:
         net: the model being trained (any Keras model that ``keras.models.clone_model``
@@ -51,20 +53,15 @@ class WeightAverage:
         ema: the momentum, in ``(0, 1)``.
 
     Raises:
-        ValueError: the clone's variables do not match the model's (a model that does not
-            rebuild from its config).
+        ValueError: the model does not rebuild from its config (``clone_model`` fails or gives
+            other variables); the message says to train with ``ema=0``.
     """
 
     def __init__(self, net, ema: float):
         self.ema = float(ema)
-        self.net = _clone(net)
-        self.variables = _ordered_variables(self.net)
-        sources = _ordered_variables(net)
-        if [tuple(v.shape) for v in sources] != [tuple(v.shape) for v in self.variables]:
-            raise ValueError(
-                f"ema: the clone of model '{net.name}' has other variables than the model "
-                "(it does not rebuild from its config); train it without ema."
-            )
+        self.net = _twin(net)
+        self.variables = model_variables(self.net)
+        sources = model_variables(net)
         self.net.set_weights(net.get_weights())
         pairs = [(a, v) for a, v in zip(self.variables, sources) if _is_float(v)]
         self._pairs = pairs
@@ -80,6 +77,30 @@ class WeightAverage:
             average.assign(value)
 
 
+def _twin(net):
+    """A clone of ``net`` with the same variables; a ``ValueError`` saying what to do if the
+    model does not rebuild from its config."""
+    error = None
+    try:
+        twin = _clone(net)
+    except (NotImplementedError, TypeError, ValueError) as err:
+        twin, error = None, err
+    shapes = [tuple(v.shape) for v in model_variables(net)]
+    if twin is None or shapes != [tuple(v.shape) for v in model_variables(twin)]:
+        why = "" if error is None else f" ({type(error).__name__}: {_first_line(error)})"
+        raise ValueError(
+            f"ema: model '{net.name}' does not rebuild from its config (keras.models.clone_model "
+            f"fails or gives other variables{why}), so its weights cannot be averaged in a twin; "
+            "train it with ema=0 (--ema 0), or give its layers a get_config() that rebuilds them."
+        ) from error
+    return twin
+
+
+def _first_line(error: Exception) -> str:
+    """The first non-empty line of an exception's message (Keras' can run to a page)."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+
+
 def _clone(net):
     """``net`` rebuilt from its config (new variables), its input layers keeping their names
     (``clone_model`` would name them after their tensors)."""
@@ -88,14 +109,6 @@ def _clone(net):
         return keras.models.clone_model(net)
     tensors = [keras.Input(batch_shape=i.batch_shape, dtype=i.dtype, name=i.name) for i in inputs]
     return keras.models.clone_model(net, input_tensors=tensors[0] if len(tensors) == 1 else tensors)
-
-
-def _ordered_variables(net) -> list:
-    """``net.weights`` then its other variables (seed-generator states): the checkpoint order."""
-    out = list(net.weights)
-    seen = {id(v) for v in out}
-    out += [v for v in net.variables if id(v) not in seen]
-    return out
 
 
 def _is_float(variable) -> bool:

@@ -107,13 +107,23 @@ def variable_list(net, trainer) -> tuple[list, list]:
         >>> len(model_vars), [v.path.split("/")[-1] for v in opt_vars][:2]
         (2, ['iteration', 'learning_rate'])
     """
-    model_vars = list(net.weights)
-    seen = {id(v) for v in model_vars}
-    for v in net.variables:  # seed-generator states (dropout RNG) when exposed
-        if id(v) not in seen:
-            model_vars.append(v)
-            seen.add(id(v))
-    return model_vars, list(trainer.optimizer.variables)
+    return model_variables(net), list(trainer.optimizer.variables)
+
+
+def model_variables(net) -> list:
+    """``net.weights``, then its other variables (the dropout seed generators' states, when
+    Keras exposes them): the order in which checkpoints save a model's variables.
+
+    Example:
+        >>> import keras
+        >>> x = keras.Input((3,))
+        >>> [v.path for v in model_variables(keras.Model(x, keras.layers.Dense(2, name="d")(x)))]
+        ['d/kernel', 'd/bias']
+    """
+    out = list(net.weights)
+    seen = {id(v) for v in out}
+    out += [v for v in net.variables if id(v) not in seen]
+    return out
 
 
 def describe_variables(variables) -> list[list]:
