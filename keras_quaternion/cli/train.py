@@ -180,17 +180,10 @@ def train_command(
     init,
     freeze_epochs,
     strategy,
-    spec_augment,
-    mixup,
-    gain_db,
-    freq_warp,
-    time_shift,
-    weight_decay,
-    label_smoothing,
-    ema,
     restart,
     quiet,
     data,
+    **regularisation,  # --spec-augment ... --ema: train()'s arguments of the same names
 ):
     """Train a model on a dataset; rerun the same command to resume after an interruption.
 
@@ -251,14 +244,7 @@ def train_command(
         **transfer,
         strategy=strat,
         resume=not restart,
-        spec_augment=spec_augment,
-        mixup=mixup,
-        gain_db=gain_db,
-        freq_warp=freq_warp,
-        time_shift=time_shift,
-        weight_decay=weight_decay,
-        label_smoothing=label_smoothing,
-        ema=ema,
+        **regularisation,
         verbose=0 if quiet else 1,
     )
     role = "" if is_chief(strat) else " [non-chief worker: files written by the chief]"

@@ -90,10 +90,9 @@ def prune_and_finetune(
 
     Returns:
         dict with ``"report"`` (the PruningReport), ``"model"`` (the final ``keras.Model``;
-        ``None`` on a non-chief worker, which writes no files),
-        ``"model_path"`` and, after fine-tuning, ``"metrics"`` (``metrics.json``'s content),
-        ``"before_finetune"`` (test scores right after pruning) and ``"unpruned"`` (test
-        scores of the input model).
+        ``None`` on a non-chief worker, which writes no files), ``"model_path"`` and, after
+        fine-tuning, ``"metrics"`` (``metrics.json``'s content), ``"before_finetune"`` and
+        ``"unpruned"`` (test scores right after pruning, and of the input model).
 
     Raises:
         ValueError: unknown method, ratio outside ``[0, 1)``, unknown layer names, a layer that
@@ -114,13 +113,7 @@ def prune_and_finetune(
         >>> result["model"].get_layer("q1").filters, sorted(os.listdir("pruned"))
         (2, ['model.keras', 'pruning_report.json', 'pruning_report.md'])
     """
-    from keras_quaternion.training.loop import load_model
-
-    if isinstance(model, str | os.PathLike):
-        info = info or (describe_model(model) if prepared is None else None)
-        model = load_model(model)
-    if info is None and prepared is not None:
-        info = ModelInfo.from_prepared(prepared)
+    model, info = _model_and_info(model, prepared, info)
     _check_arguments(method, finetune_epochs, kd, prepared)
     _check_train_options(train_options)
     pruned, report, out_dir = _prune_and_report(
@@ -139,8 +132,21 @@ def prune_and_finetune(
         model_name=model_name or f"{model.name}-{method}-p{ratio:g}",
         verbose=verbose,
     )
-    info = _pruning_info(method, ratio, report, residual, skip, seed, kd)
-    return {"report": report, **_finetune(model, pruned, out_dir, info, settings)}
+    pruning = _pruning_info(method, ratio, report, residual, skip, seed, kd)
+    return {"report": report, **_finetune(model, pruned, out_dir, pruning, settings)}
+
+
+def _model_and_info(model, prepared, info):
+    """``(keras.Model, ModelInfo or None)``: the model (loaded from a path) and what the
+    pruned model file carries: ``info``, else ``prepared``'s, else the file's own."""
+    from keras_quaternion.training.loop import load_model
+
+    if isinstance(model, str | os.PathLike):
+        info = info or (describe_model(model) if prepared is None else None)
+        model = load_model(model)
+    if info is None and prepared is not None:
+        info = ModelInfo.from_prepared(prepared)
+    return model, info
 
 
 #: train() arguments prune_and_finetune sets itself (not accepted in ``train_options``)

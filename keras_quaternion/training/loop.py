@@ -241,23 +241,7 @@ def train(
         >>> result["test"]                                                    # doctest: +SKIP
         {'accuracy': 0.93}
     """
-    recipe = Recipe(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        schedule=schedule,
-        warmup_epochs=warmup_epochs,
-        early_stopping=early_stopping,
-        seed=seed,
-        spec_augment=spec_augment,
-        mixup=mixup,
-        gain_db=gain_db,
-        freq_warp=freq_warp,
-        time_shift=time_shift,
-        weight_decay=weight_decay,
-        label_smoothing=label_smoothing,
-        ema=ema,
-    )
+    recipe = Recipe.from_arguments(locals())  # the arguments named like Recipe's fields
     extra = check_callbacks(callbacks)
     _check_data(prepared, recipe)
     transfer = _Transfer.of(model, init, freeze_epochs, recipe)

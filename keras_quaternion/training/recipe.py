@@ -264,6 +264,18 @@ class Recipe:
         set_(self, "seed", int(self.seed))
         set_(self, "spec_augment", bool(self.spec_augment))
 
+    @classmethod
+    def from_arguments(cls, arguments: dict) -> Recipe:
+        """The recipe made of the entries of ``arguments`` named like its fields (e.g. a
+        function's ``locals()``); the others are ignored, missing fields keep their defaults.
+
+        Example:
+            >>> Recipe.from_arguments({"epochs": 5, "out_dir": "runs"}).epochs
+            5
+        """
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in arguments.items() if name in names})
+
     def settings(self) -> dict:
         """The recipe as a JSON-ready dict (``metrics.json`` and the checkpoint's settings).
 
