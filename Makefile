@@ -75,23 +75,29 @@ figures-trained:
 	$(PY) benchmarks/bench_ema.py --out $(OUT)/bench_ema.md
 	$(SPLICE) docs/training.md bench_ema $(OUT)/bench_ema.md
 	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
-		--models qcnn6:0.25,cnn6:0.25,cnn6:0.125 --threads 1 \
+		--models qcnn6:0.25,cnn6:0.25,cnn6:0.125 --threads 1 --levels \
 		--out $(OUT)/qcnn_vs_cnn.md --json $(OUT)/qcnn_vs_cnn.json
 	$(SPLICE) docs/training.md qcnn_vs_cnn $(OUT)/qcnn_vs_cnn.md
 	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
-		--models qcnn6:0.25,cnn6:0.25,cnn6:0.125 --ema 0 --threads 1 \
+		--models qcnn6:0.25,cnn6:0.25,cnn6:0.125 --gain-db 0 --threads 1 --levels \
+		--out $(OUT)/qcnn_vs_cnn_gain0.md
+	$(SPLICE) docs/training.md qcnn_vs_cnn_gain0 $(OUT)/qcnn_vs_cnn_gain0.md
+	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
+		--models qcnn6:0.25,cnn6:0.25,cnn6:0.125 --ema 0 --gain-db 0 --threads 1 \
 		--out $(OUT)/qcnn_vs_cnn_ema0.md
 	$(SPLICE) docs/training.md qcnn_vs_cnn_ema0 $(OUT)/qcnn_vs_cnn_ema0.md
 	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
-		--models qcnn6:0.25,cnn6:0.25,cnn6:0.125 --weight-decay 0 --ema 0 --threads 1 \
+		--models qcnn6:0.25,cnn6:0.25,cnn6:0.125 --weight-decay 0 --ema 0 --gain-db 0 \
+		--threads 1 \
 		--out $(OUT)/qcnn_vs_cnn_wd0.md
 	$(SPLICE) docs/training.md qcnn_vs_cnn_wd0 $(OUT)/qcnn_vs_cnn_wd0.md
 	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
-		--epochs 20 --no-spec-augment --weight-decay 0 --ema 0 --out $(OUT)/qcnn_vs_cnn_20.md \
+		--epochs 20 --no-spec-augment --weight-decay 0 --ema 0 --gain-db 0 \
+		--out $(OUT)/qcnn_vs_cnn_20.md \
 		--plot docs/img/qcnn_vs_cnn_fsdd.png
 	$(SPLICE) docs/training.md qcnn_vs_cnn_20 $(OUT)/qcnn_vs_cnn_20.md
 	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
-		--protocol refit --models qcnn6:0.25 --weight-decay 0 --ema 0 --threads 1 \
+		--protocol refit --models qcnn6:0.25 --weight-decay 0 --ema 0 --gain-db 0 --threads 1 \
 		--out $(OUT)/speaker_refit.md \
 		--json $(OUT)/speaker_refit.json
 	$(SPLICE) docs/training.md speaker_refit $(OUT)/speaker_refit.md
@@ -102,7 +108,7 @@ figures-trained:
 	$(PY) apps/paper_recipe.py --dataset fsdd --data-dir $(FSDD) --width 0.125 \
 		--n-mels 32 --layers conv_block2_conv1,conv_block3_conv1,conv_block4_conv1 \
 		--epochs 12 --finetune-epochs 2 --batch-size 64 --lr 0.003 --finetune-lr 0.001 \
-		--no-spec-augment --ema 0 --tflite per-architecture --out $(OUT)/paper_recipe
+		--no-spec-augment --ema 0 --gain-db 0 --tflite per-architecture --out $(OUT)/paper_recipe
 	$(SPLICE) docs/compression.md paper_recipe $(OUT)/paper_recipe/results.md
 	cp $(OUT)/paper_recipe/accuracy_vs_macs.png docs/img/paper_recipe_fsdd.png
 	$(PY) benchmarks/bench_opnorm_order.py --data-dir $(FSDD) --work-dir $(OUT)/opnorm_order \

@@ -256,6 +256,7 @@ class _Recipe:
             spec_augment=not args.no_spec_augment,
             **({} if args.weight_decay is None else {"weight_decay": args.weight_decay}),
             **({} if args.ema is None else {"ema": args.ema}),
+            **({} if args.gain_db is None else {"gain_db": args.gain_db}),
         )
         x_train = prepared.features["train"]
         rng = np.random.default_rng(args.seed)
@@ -565,6 +566,13 @@ def parser():
         type=float,
         default=None,
         help="momentum of the moving average of the weights that is validated and kept "
+        "(default: kq-train's default recipe's; 0: off)",
+    )
+    p.add_argument(
+        "--gain-db",
+        type=float,
+        default=None,
+        help="random level change of each training clip, uniform in ±this many dB "
         "(default: kq-train's default recipe's; 0: off)",
     )
     p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")

@@ -20,14 +20,18 @@ comparison is between models, not between training settings.
         --plot docs/img/qcnn_vs_cnn_fsdd.png          # about 1.5 h on 2 CPU cores
     python benchmarks/bench_qcnn_vs_cnn.py --quick   # 1 seed, 2 epochs, 2 models: checks it runs
 
-``--epochs N``, ``--no-spec-augment``, ``--weight-decay W`` and ``--ema M`` change the default
-recipe (runs then go to a folder of their own under ``--work-dir``): ``--ema 0`` is the recipe
-before the weight-averaging study, ``--weight-decay 0 --ema 0`` the one before the weight-decay
-study, ``--epochs 20 --no-spec-augment --weight-decay 0 --ema 0`` the one before the speaker
-study (docs/training.md), with which the six-model table there was measured.
+``--epochs N``, ``--no-spec-augment``, ``--weight-decay W``, ``--ema M`` and ``--gain-db G``
+change the default recipe (runs then go to a folder of their own under ``--work-dir``):
+``--gain-db 0`` is the recipe before the level study, ``--ema 0 --gain-db 0`` the one before the
+weight-averaging study, ``--weight-decay 0 --ema 0 --gain-db 0`` the one before the weight-decay
+study, ``--epochs 20 --no-spec-augment --weight-decay 0 --ema 0 --gain-db 0`` the one before the
+speaker study (docs/training.md), with which the six-model table there was measured.
 
 Besides the tables of scores and comparisons, it writes the test accuracy of each class (digit)
-per model: on theo most errors are one or two digits.
+per model: on theo most errors are one or two digits. ``--levels`` adds each split's recording
+level and every run's accuracy on the validation and test speakers made softer or louder by
+-18 to +18 dB (``keras_quaternion.features.change_level``): the level study chose its default by
+the validation rows.
 
 ``--protocol refit`` trains on all five non-test speakers instead (george too, no validation,
 the recipe's last epoch kept), as one does once the recipe is chosen; theo stays the test:
@@ -159,9 +163,48 @@ def class_accuracy(prepared, folder: Path) -> list[float]:
     return [float((predicted[y == c] == c).mean()) for c in range(prepared.num_classes)]
 
 
-def measure(prepared, seeds, work: Path, recipe: dict, models=MODELS) -> list[dict]:
-    """One record per model: its runs' scores, sizes and int8 results (seed 0's model)."""
-    from keras_quaternion.training.recipe import DEFAULT_EMA, DEFAULT_WEIGHT_DECAY
+#: Level changes (dB) at which :func:`level_accuracy` scores every run: the six FSDD speakers'
+#: recordings differ in level by about 20 dB (theo is the softest, about 15 dB below the
+#: training speakers' average).
+LEVELS = (-18, -12, -6, 0, 6, 12, 18)
+
+
+def level_accuracy(prepared, folder: Path, split: str) -> list[float]:
+    """Accuracy of a run's ``model.keras`` on ``split`` with every clip made softer or louder by
+    each of :data:`LEVELS` (``keras_quaternion.features.change_level``)."""
+    from keras_quaternion.features import change_level
+    from keras_quaternion.training import PreparedData, load_model
+    from keras_quaternion.training.evaluation import predict
+
+    model = load_model(folder / "model.keras")
+    x, y = prepared.arrays(split, channels=model.input_shape[-1])
+    scores = []
+    for level in LEVELS:
+        moved = change_level(x, level).numpy()
+        data = PreparedData.from_arrays(
+            {s: (moved, y) for s in ("train", "validation", "test")},
+            class_names=prepared.class_names,
+        )
+        predicted = np.asarray(predict(model, data, split)).argmax(axis=-1)
+        scores.append(float((predicted == np.asarray(y)).mean()))
+    return scores
+
+
+def split_levels(prepared) -> dict[str, float]:
+    """Each split's recording level: the mean over its clips of the clip's loudest log-mel
+    cell (dB). Uses no labels."""
+    return {
+        split: float(np.mean(np.max(prepared.arrays(split, channels=1)[0], axis=(1, 2, 3))))
+        for split in ("train", *_level_splits(prepared))
+    }
+
+
+def measure(
+    prepared, seeds, work: Path, recipe: dict, models=MODELS, levels: bool = False
+) -> list[dict]:
+    """One record per model: its runs' scores, sizes and int8 results (seed 0's model); with
+    ``levels``, each run's accuracy at every level of :data:`LEVELS` too."""
+    from keras_quaternion.training.recipe import DEFAULT_EMA, DEFAULT_GAIN_DB, DEFAULT_WEIGHT_DECAY
 
     records = []
     for model, width in models:
@@ -183,15 +226,29 @@ def measure(prepared, seeds, work: Path, recipe: dict, models=MODELS) -> list[di
                     class_accuracy(prepared, _run_dir(work, model, width, seed)) for seed in seeds
                 ],
                 "class_names": list(prepared.class_names),
+                "level_accuracy": {
+                    split: [
+                        level_accuracy(prepared, _run_dir(work, model, width, seed), split)
+                        for seed in seeds
+                    ]
+                    for split in (_level_splits(prepared) if levels else ())
+                },
+                "split_level_db": split_levels(prepared) if levels else {},
                 "best_epoch": [(r.get("validation") or {}).get("best_epoch") for r in runs],
                 "epochs": runs[0]["epochs"],
                 "spec_augment": recipe.get("spec_augment", True),
                 "weight_decay": recipe.get("weight_decay", DEFAULT_WEIGHT_DECAY),
                 "ema": recipe.get("ema", DEFAULT_EMA),
+                "gain_db": recipe.get("gain_db", DEFAULT_GAIN_DB),
             }
         )
         print(_row(records[-1]), flush=True)
     return records
+
+
+def _level_splits(prepared) -> list[str]:
+    """The splits scored at every level: validation (where the protocol has one) and test."""
+    return [s for s in ("validation", "test") if len(prepared.labels.get(s, ())) > 0]
 
 
 def _last_epoch_accuracy(result: dict) -> float:
@@ -262,7 +319,7 @@ def tables(records: list[dict], seeds, note: str, protocol: str = "select") -> s
             "|---|---|---|---|---|---|",
             *pairs,
         ]
-    return "\n".join(lines + _class_lines(records)) + "\n"
+    return "\n".join(lines + _class_lines(records) + _level_lines(records)) + "\n"
 
 
 def _class_lines(records: list[dict]) -> list[str]:
@@ -282,6 +339,41 @@ def _class_lines(records: list[dict]) -> list[str]:
         cells = " | ".join(f"{m:.2f}" for m in mean)
         lines.append(f"| `{r['model']}` | {r['width']:g} | {cells} |")
     return lines
+
+
+def _level_lines(records: list[dict]) -> list[str]:
+    """Accuracy at every level of :data:`LEVELS` (mean over the seeds), one row per model and
+    split, with the seeds' mean over the levels: how much the recording level matters."""
+    if not all(r.get("level_accuracy") for r in records):
+        return []  # records written before the level scores
+    speakers = {"validation": "george", "test": "theo"}
+    lines = [
+        "",
+        *_split_level_line(records[0].get("split_level_db") or {}),
+        "Accuracy with every clip made softer or louder (`change_level`; mean over the seeds; "
+        "last column: each seed's mean over the levels):",
+        "",
+        "| model | width | split | " + " | ".join(f"{v:+d} dB" for v in LEVELS) + " | per seed |",
+        "|---|---|---|" + "---|" * (len(LEVELS) + 1),
+    ]
+    for r in records:
+        for split, per_seed in r["level_accuracy"].items():
+            cells = " | ".join(f"{m:.3f}" for m in np.mean(np.asarray(per_seed), axis=0))
+            seeds = ", ".join(f"{np.mean(s):.3f}" for s in per_seed)
+            lines.append(
+                f"| `{r['model']}` | {r['width']:g} | {split} ({speakers.get(split, split)}) | "
+                f"{cells} | {seeds} |"
+            )
+    return lines
+
+
+def _split_level_line(levels: dict[str, float]) -> list[str]:
+    """One sentence with each split's recording level (:func:`split_levels`), if measured."""
+    if not levels:
+        return []
+    names = {"train": "train", "validation": "validation (george)", "test": "test (theo)"}
+    text = ", ".join(f"{names.get(k, k)} {v:+.1f} dB" for k, v in levels.items())
+    return [f"Each split's level, the mean of each clip's loudest log-mel cell: {text}.", ""]
 
 
 def plot(records: list[dict], path: Path) -> None:
@@ -328,7 +420,7 @@ def _plot_rows(ax, rows: list[dict], color: str, dy: int) -> None:
 
 def _recipe(args) -> dict:
     """The changes to the default recipe that ``--epochs``, ``--no-spec-augment``,
-    ``--weight-decay`` and ``--ema`` ask for."""
+    ``--weight-decay``, ``--ema`` and ``--gain-db`` ask for."""
     recipe = {}
     if args.epochs is not None:
         if args.epochs < 1:
@@ -344,17 +436,23 @@ def _recipe(args) -> dict:
         if not 0 <= args.ema < 1:
             sys.exit(f"--ema must be a number in [0, 1), got {args.ema}.")
         recipe["ema"] = args.ema
+    if args.gain_db is not None:
+        if args.gain_db < 0:
+            sys.exit(f"--gain-db must be a number >= 0, got {args.gain_db}.")
+        recipe["gain_db"] = args.gain_db
     return recipe
 
 
 def _recipe_text(record: dict) -> str:
-    """What the runs' recipe had of weight decay and weight averaging (0 in older records)."""
-    decay, ema = record.get("weight_decay", 0.0), record.get("ema", 0.0)
-    have = ([f"weight decay {decay:g}"] if decay else []) + ([f"ema {ema:g}"] if ema else [])
-    lack = ([] if decay else ["weight decay"]) + ([] if ema else ["weight averaging"])
-    return (f" ({', '.join(have)})" if have else "") + (
-        f" without {' or '.join(lack)}" if lack else ""
-    )
+    """What the runs' recipe had of weight decay, weight averaging and level changes (0 in
+    older records)."""
+    decay, ema, gain = (record.get(k, 0.0) for k in ("weight_decay", "ema", "gain_db"))
+    parts = (("weight decay", f"weight decay {decay:g}", decay), ("weight averaging",
+             f"ema {ema:g}", ema), ("level changes", f"level changes ±{gain:g} dB", gain))  # fmt: skip
+    have = [text for _, text, value in parts if value]
+    lack = [name for name, _, value in parts if not value]
+    lacking = ", ".join(lack[:-1]) + " or " + lack[-1] if len(lack) > 1 else "".join(lack)
+    return (f" ({', '.join(have)})" if have else "") + (f" without {lacking}" if lack else "")
 
 
 def _chosen_models(text: str | None) -> list[tuple[str, float]]:
@@ -410,6 +508,13 @@ def _parse(argv):
         "its own (docs/training.md, Weight averaging); 0: none.",
     )
     parser.add_argument(
+        "--gain-db",
+        type=float,
+        default=None,
+        help="The default recipe with random level changes up to this many dB instead of its "
+        "own (docs/training.md, Against level differences); 0: none.",
+    )
+    parser.add_argument(
         "--models",
         default=None,
         help="Comma-separated MODEL:WIDTH rows of MODELS to run (default all), e.g. qcnn6:0.25 "
@@ -428,6 +533,12 @@ def _parse(argv):
         default=None,
         help="TensorFlow intra-op threads per process (default: all cores). Runs are not "
         "bit-identical across thread counts, so the tables name it.",
+    )
+    parser.add_argument(
+        "--levels",
+        action="store_true",
+        help="Also score every run with each clip made softer or louder (LEVELS, -18 to +18 dB), "
+        "on the validation and test speakers: a table of how much the recording level matters.",
     )
     parser.add_argument(
         "--train-only",
@@ -450,7 +561,9 @@ def _note(args) -> str:
         + (" --no-spec-augment" if args.no_spec_augment else "")
         + ("" if args.weight_decay is None else f" --weight-decay {args.weight_decay:g}")
         + ("" if args.ema is None else f" --ema {args.ema:g}")
+        + ("" if args.gain_db is None else f" --gain-db {args.gain_db:g}")
         + ("" if args.threads is None else f" --threads {args.threads}")
+        + (" --levels" if args.levels else "")
         + "`."
     )
 
@@ -490,7 +603,7 @@ def main(argv=None) -> int:
             for seed in seeds:
                 train_model(prepared, model, width, seed, args.work_dir, recipe)
         return 0
-    records = measure(prepared, seeds, args.work_dir, recipe, models)
+    records = measure(prepared, seeds, args.work_dir, recipe, models, levels=args.levels)
     note = _note(args)
     for record in records:
         record["protocol"] = args.protocol

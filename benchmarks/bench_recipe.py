@@ -146,7 +146,16 @@ PROTOCOL_TEXT = {
 
 
 #: Parts of the default recipe a speaker record may have been measured without (its key, name).
-_RECIPE_PARTS = (("weight_decay", "weight decay"), ("ema", "weight averaging"))
+_RECIPE_PARTS = (
+    ("weight_decay", "weight decay"),
+    ("ema", "weight averaging"),
+    ("gain_db", "level changes"),
+)
+
+
+def _listed(names: list[str]) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _speaker_rows(path: Path) -> list[str]:
@@ -160,7 +169,7 @@ def _speaker_rows(path: Path) -> list[str]:
     seeds = ", ".join(f"{a:.3f}" for a in acc)
     kept = "best validation" if protocol == "select" else "last-epoch"
     missing = [name for key, name in _RECIPE_PARTS if not r.get(key)]  # older records: 0
-    recipe = "default recipe" + (f" without {' and '.join(missing)}" if missing else "")
+    recipe = "default recipe" + (f" without {_listed(missing)}" if missing else "")
     return [
         f"| FSDD speaker split ({PROTOCOL_TEXT[protocol]}), `qcnn6` x0.25, {recipe} "
         f"({len(acc)} seeds) | test ≥ 0.90 | {statistics.fmean(acc):.3f} ± {sd:.3f} ({seeds}) | "

@@ -287,7 +287,9 @@ def level_table(prepared, out: Path) -> str:
         accs = []
         for level in LEVELS:
             moved = np.array(x)
-            moved[..., 0] += level  # the log-mel component, in dB
+            # the log-mel component, in dB, padding included: the measure of the first study,
+            # kept as measured; features.change_level keeps the -100 dB floor (level study)
+            moved[..., 0] += level
             data = PreparedData.from_arrays(
                 {s: (moved, y) for s in ("train", "validation", "test")},
                 class_names=prepared.class_names,

@@ -40,6 +40,7 @@ __all__ = [
     "AMIN",
     "FeatureConfig",
     "apply_delta_operator",
+    "change_level",
     "deltas",
     "log_mel",
     "mel_filterbank",
@@ -777,3 +778,36 @@ def quaternion_features(waveform, config: FeatureConfig | None = None) -> tf.Ten
     d = apply_delta_operator(lm, config.delta_width, (1, 2, 3))
     out = tf.concat([lm, d], axis=-1)
     return out if batched else out[0]
+
+
+def change_level(features, db) -> tf.Tensor:
+    """The features of the same sound recorded ``db`` decibels louder (negative: softer).
+
+    The log-mel component (channel 0) moves by ``db``, as ``10 log10(max(g * power, 1e-10))``
+    would with ``g = 10 ** (db / 10)``: cells at the -100 dB floor (digital silence, the padding
+    after a short clip) stay there, and no cell drops below it. The deltas are kept: a level
+    change does not change a time derivative of the log-mel, except where the floor cuts in,
+    which is ignored here.
+
+    Args:
+        features: float ``[..., channels]`` features (quaternion: 4 channels; real models' log-mel
+            alone: 1), e.g. ``[batch, frames, n_mels, 4]``.
+        db: the change in dB, a number or a tensor that broadcasts against ``features`` (one
+            value per example: shape ``[batch, 1, 1, 1]``).
+
+    Returns:
+        float tensor of ``features``' shape and dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.array([[-100.0, 0.3], [-30.0, 0.3], [-95.0, 0.3]], "float32")
+        >>> change_level(x, -10).numpy().tolist()
+        [[-100.0, 0.30000001192092896], [-40.0, 0.30000001192092896], [-100.0, 0.30000001192092896]]
+    """
+    x = tf.convert_to_tensor(features)
+    if not x.dtype.is_floating:
+        raise TypeError(f"change_level: features must be float, got {x.dtype.name}.")
+    floor = tf.constant(10.0 * math.log10(AMIN), x.dtype)
+    moved = tf.where(x > floor, tf.maximum(x + tf.cast(db, x.dtype), floor), x)
+    first = tf.range(tf.shape(x)[-1]) == 0  # channel 0, broadcast over the rest
+    return tf.where(first, moved, x)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from keras_quaternion.cli.distill import distill_command
 from keras_quaternion.cli.prune import prune_command
 from keras_quaternion.training import load_model, prepare, train
-from keras_quaternion.training.recipe import DEFAULT_WEIGHT_DECAY
+from keras_quaternion.training.recipe import DEFAULT_GAIN_DB, DEFAULT_WEIGHT_DECAY
 
 SCHEMA = {"dataset", "model", "params", "macs", "test", "epochs", "seconds"}
 
@@ -61,7 +61,7 @@ def test_prune_finetune_kd_writes_metrics_and_resumes(base, tmp_path):
     out = tmp_path / "ft"
     args = [base["model"], "--method", "geometric-median", "--ratio", 0.5, "--out", out]
     args += ["--finetune-epochs", 1, "--kd", "--batch-size", 8, "--cache-dir", base["cache"], "-q"]
-    args += ["--weight-decay", 0.05]
+    args += ["--weight-decay", 0.05, "--gain-db", 6]
     result = _invoke(prune_command, args)  # the dataset comes from the metrics.json beside MODEL
     assert result.exit_code == 0, result.output
     for name in ("model.keras", "pruned.keras", "metrics.json", "pruning_report.json"):
@@ -73,6 +73,7 @@ def test_prune_finetune_kd_writes_metrics_and_resumes(base, tmp_path):
     assert metrics["pruning"]["kd"] is True and metrics["pruning"]["method"] == "geometric-median"
     assert metrics["teacher"] is not None and metrics["temperature"] == 2.0
     assert metrics["weight_decay"] == 0.05  # passed through to the fine-tuning
+    assert metrics["gain_db"] == 6.0
     final = load_model(out / "model.keras")
     assert metrics["params"] == sum(int(np.prod(w.shape)) for w in final.trainable_weights)
     assert metrics["params"] == metrics["pruning"]["params_after"]
@@ -96,6 +97,7 @@ def test_distill_trains_a_student_from_scratch(base, tmp_path):
     assert metrics["teacher"] == str(base["model"])
     assert metrics["alpha"] == 0.5 and metrics["distillation"]["student"] == "qcnn6"
     assert metrics["weight_decay"] == DEFAULT_WEIGHT_DECAY  # kq-train's default recipe
+    assert metrics["gain_db"] == DEFAULT_GAIN_DB
     assert load_model(out / "model.keras").output_shape == (None, 10)
 
 

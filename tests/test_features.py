@@ -21,6 +21,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from keras_quaternion.features import (  # noqa: E402
     FeatureConfig,
+    change_level,
     deltas,
     log_mel,
     mel_filterbank,
@@ -172,6 +173,32 @@ def test_log_mel_floor_is_minus_100_db_and_float64_input_is_cast():
     out = log_mel(np.zeros(4000, np.float64), SMALL)
     assert out.dtype == tf.float32
     np.testing.assert_allclose(out.numpy(), -100.0)
+
+
+@pytest.mark.parametrize("amplitude", [0.1, 0.01, 3.0])
+def test_change_level_equals_the_log_mel_of_a_louder_or_softer_recording(amplitude):
+    rng = np.random.default_rng(0)
+    wave = np.zeros(4000, np.float32)
+    wave[:2500] = 0.3 * rng.standard_normal(2500) * np.hanning(2500)  # speech, then silence
+    wave[1200:1400] *= 1e-4  # a near-silent stretch, to reach the floor when made softer
+    reference = log_mel(wave, SMALL).numpy()
+    recorded = log_mel(amplitude * wave, SMALL).numpy()
+    db = 20 * np.log10(amplitude)
+    changed = change_level(np.stack([reference, np.ones_like(reference)], -1), db).numpy()
+    assert (reference == -100).any() and (recorded == -100).any()  # the floor is in play
+    np.testing.assert_allclose(changed[..., 0], recorded, atol=2e-3)
+    np.testing.assert_array_equal(changed[..., 1], 1.0)  # other channels kept
+    assert changed.dtype == np.float32
+
+
+def test_change_level_per_example_offsets_and_errors():
+    x = np.full((2, 3, 2, 4), -50.0, np.float32)
+    out = change_level(x, np.array([-60.0, 10.0], np.float32).reshape(2, 1, 1, 1)).numpy()
+    np.testing.assert_array_equal(out[0, ..., 0], -100.0)  # clamped at the floor
+    np.testing.assert_array_equal(out[1, ..., 0], -40.0)
+    np.testing.assert_array_equal(out[..., 1:], -50.0)
+    with pytest.raises(TypeError, match="change_level: features must be float, got int32"):
+        change_level(np.zeros((2, 4), np.int32), 3)
 
 
 # --- deltas ------------------------------------------------------------------------------------------

@@ -372,6 +372,7 @@ def test_gain_moves_each_examples_log_mel_by_one_offset(channels):
     data = _toy(n=16, frames=20, mels=8)
     kw = {"channels": channels, "shuffle": False}
     plain = np.concatenate([xb.numpy() for xb, _ in data.tf_dataset("train", 8, **kw)])
+    assert plain[..., 0].min() > -80  # no cell near the floor: every one moves
     aug = np.concatenate([xb.numpy() for xb, _ in data.tf_dataset("train", 8, gain_db=6, **kw)])
     offset = aug[..., 0] - plain[..., 0]  # [examples, frames, mels]
     per_example = offset[:, :1, :1]
@@ -382,6 +383,28 @@ def test_gain_moves_each_examples_log_mel_by_one_offset(channels):
     np.testing.assert_array_equal(aug, again)  # deterministic given seed and epoch
     with pytest.raises(ValueError, match="gain_db .* must be >= 0, got -1.0"):
         data.tf_dataset("train", 8, gain_db=-1)
+
+
+def test_gain_keeps_the_floor_like_a_real_level_change():
+    """Padding and digital silence (-100 dB) stay at the floor; softer cells clamp to it."""
+    frames, mels = 20, 8
+    x = np.full((16, frames, mels, 4), -100.0, np.float32)  # a clip padded after frame 10
+    x[:, :10, :, 0] = np.linspace(-99.0, -20.0, 10 * mels).reshape(10, mels)
+    x[:, :10, :, 1:] = 0.5
+    data = PreparedData.from_arrays(
+        {s: (x, np.zeros(16, np.int64)) for s in ("train", "validation", "test")},
+        class_names=["a"],
+    )
+    kw = {"shuffle": False}
+    aug = np.concatenate([xb.numpy() for xb, _ in data.tf_dataset("train", 8, gain_db=12, **kw)])
+    np.testing.assert_array_equal(aug[:, 10:, :, 0], -100.0)  # the padding does not move
+    assert aug[..., 0].min() == -100.0  # nothing below the floor
+    offset = aug[:, 9, -1, 0] - x[:, 9, -1, 0]  # the loudest cell (-20 dB) moves freely
+    assert np.ptp(offset) > 2 and np.all(np.abs(offset) <= 12)
+    moved = np.maximum(x[..., 0] + offset[:, None, None], -100.0)
+    expected = np.where(x[..., 0] > -100.0, moved, -100.0)
+    np.testing.assert_allclose(aug[..., 0], expected, atol=1e-4)  # clamped, not wrapped
+    np.testing.assert_array_equal(aug[..., 1:], x[..., 1:])
 
 
 def _batches(data, **kw):

@@ -171,7 +171,7 @@ def test_train_writes_every_artefact(finished_run, small_data):
     assert set(saved["train"]) == {"accuracy", "loss"}  # the kept model on the clean train split
     assert saved["schedule"] == "cosine" and saved["warmup_epochs"] == 1.0
     assert saved["early_stopping"] is None and saved["stopped_early"] is False
-    assert saved["lr"] == 5e-3 and saved["gain_db"] == 0.0  # the default recipe
+    assert saved["lr"] == 5e-3 and saved["gain_db"] == 18.0  # the default recipe
     assert saved["spec_augment"] is True and saved["max_epochs"] == 2
     assert saved["freq_warp"] == 0.0 and saved["time_shift"] == 0.0
     assert result["test"]["accuracy"] == saved["test"]["accuracy"]
@@ -231,7 +231,7 @@ def test_weight_decay_shrinks_kernels_but_not_biases_or_batch_norm(small_data, t
     def trained(folder, weight_decay):
         keras.utils.set_random_seed(0)
         net = _tiny_model(small_data)
-        kw = {"batch_size": 8, "verbose": 0, "seed": 0, "spec_augment": False}
+        kw = {"batch_size": 8, "verbose": 0, "seed": 0, "spec_augment": False, "gain_db": 0}
         kw.update(schedule="constant", warmup_epochs=0)
         train(net, small_data, out_dir=tmp_path / folder, epochs=1, weight_decay=weight_decay, **kw)
         saved = json.loads((tmp_path / folder / "metrics.json").read_text())
@@ -589,8 +589,10 @@ def test_kq_train_passes_the_augmentation_options_to_train(monkeypatch, tmp_path
     options = ["--freq-warp", "0.1", "--time-shift", "0.05", "--weight-decay", "0.02"]
     result = CliRunner().invoke(train_command, [*out, *options])
     assert result.exit_code == 1 and "stopped before training" in result.output, result.output
-    assert (seen["freq_warp"], seen["time_shift"], seen["gain_db"]) == (0.1, 0.05, 0.0)
+    assert (seen["freq_warp"], seen["time_shift"], seen["gain_db"]) == (0.1, 0.05, 18.0)
     assert seen["weight_decay"] == 0.02
+    CliRunner().invoke(train_command, [*out, "--gain-db", "0"])
+    assert seen["gain_db"] == 0.0
     CliRunner().invoke(train_command, out)
     assert (seen["freq_warp"], seen["time_shift"]) == (0.0, 0.0)
     assert seen["spec_augment"] is True and seen["epochs"] == 40  # the default recipe

@@ -56,6 +56,7 @@ __all__ = ["distill_command"]
 @shared_option("weight_decay")
 @shared_option("label_smoothing")
 @shared_option("ema")
+@shared_option("gain_db")
 @shared_option("seed")
 @shared_option("strategy")
 @click.option("--restart", is_flag=True, help="Discard a checkpoint in --out.")
@@ -74,6 +75,7 @@ def distill_command(
     weight_decay,
     label_smoothing,
     ema,
+    gain_db,
     seed,
     strategy,
     restart,
@@ -105,6 +107,7 @@ def distill_command(
             weight_decay=weight_decay,
             label_smoothing=label_smoothing,
             ema=ema,
+            gain_db=gain_db,
             width=width,
             seed=seed,
             teacher=str(teacher_path),

@@ -22,6 +22,7 @@ from keras_quaternion.training.dataset_options import DatasetOptions
 from keras_quaternion.training.recipe import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EMA,
+    DEFAULT_GAIN_DB,
     DEFAULT_LABEL_SMOOTHING,
     DEFAULT_LR,
     DEFAULT_SCHEDULE,
@@ -148,6 +149,16 @@ SHARED_OPTIONS = {
             metavar="MOMENTUM",
             help="Validate and keep an exponential moving average of the weights, updated "
             "after every step with this momentum (0 = off; 0.99: about the last 100 steps).",
+        ),
+    ),
+    "gain_db": (
+        ("--gain-db",),
+        dict(
+            type=click.FloatRange(0, 100),
+            default=DEFAULT_GAIN_DB,
+            show_default=True,
+            help="Random level change of each training clip, uniform in ±this many dB, as if "
+            "recorded louder or softer (0 = off).",
         ),
     ),
     "seed": (("--seed",), dict(type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)),

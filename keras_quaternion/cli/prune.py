@@ -87,6 +87,7 @@ MODEL_FILE = "model.keras"
 @shared_option("weight_decay")
 @shared_option("label_smoothing")
 @shared_option("ema")
+@shared_option("gain_db")
 @shared_option("seed", help="Seed of the 'random' method and of fine-tuning.")
 @shared_option("strategy")
 @click.option("--restart", is_flag=True, help="Discard a fine-tuning checkpoint in --out.")
@@ -109,6 +110,7 @@ def prune_command(
     weight_decay,
     label_smoothing,
     ema,
+    gain_db,
     seed,
     strategy,
     restart,
@@ -156,6 +158,7 @@ def prune_command(
             weight_decay=weight_decay,
             label_smoothing=label_smoothing,
             ema=ema,
+            gain_db=gain_db,
             temperature=temperature,
             alpha=alpha,
             strategy=strategy,

@@ -18,7 +18,6 @@ from keras_quaternion.training.dataset_options import check_dataset_name
 from keras_quaternion.training.recipe import (
     DEFAULT_EPOCHS,
     DEFAULT_FREQ_WARP,
-    DEFAULT_GAIN_DB,
     DEFAULT_SPEC_AUGMENT,
     DEFAULT_TIME_SHIFT,
     MAX_FREQ_WARP,
@@ -129,13 +128,7 @@ DEFAULT_DROPOUT = 0.1
     show_default=True,
     help="Mixup Beta alpha (0 = off).",
 )
-@click.option(
-    "--gain-db",
-    type=click.FloatRange(0, 100),
-    default=DEFAULT_GAIN_DB,
-    show_default=True,
-    help="Random level change of each training clip, uniform in ±this many dB (0 = off).",
-)
+@shared_option("gain_db")
 @click.option(
     "--freq-warp",
     type=click.FloatRange(0, MAX_FREQ_WARP),

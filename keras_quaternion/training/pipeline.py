@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_quaternion.features import FeatureConfig
+from keras_quaternion.features import FeatureConfig, change_level
 from keras_quaternion.files import (
     atomic_path,
     atomic_write,
@@ -446,8 +446,9 @@ class PreparedData:
             drop_remainder: drop the last partial batch.
             gain_db: random level changes (``0`` = off): each example's log-mel component
                 (channel 0, in dB) moves by an offset drawn uniformly from
-                ``[-gain_db, gain_db]``, as if recorded louder or softer; the deltas do not
-                change with the level.
+                ``[-gain_db, gain_db]``, as if recorded louder or softer: cells at the -100 dB
+                floor (digital silence, padding) stay there and none drops below it; the
+                deltas do not change with the level.
             freq_warp: random frequency warping (``0`` = off), like vocal-tract-length
                 perturbation: each example's mel axis is stretched by a factor drawn uniformly
                 from ``[1 - freq_warp, 1 + freq_warp]`` (about the lowest band, by linear
@@ -669,15 +670,14 @@ def _spec_augment(xb, key, width_t: int, width_f: int):
 
 
 def _gain(xb, key, gain_db: float):
-    """Add a uniform random offset in ``[-gain_db, gain_db]`` dB to each example's channel 0."""
+    """Each example recorded up to ``gain_db`` dB louder or softer (:func:`change_level`), by an
+    offset drawn uniformly from ``[-gain_db, gain_db]``."""
     import tensorflow as tf
 
-    batch, channels = tf.shape(xb)[0], xb.shape[-1]
     offset = tf.random.stateless_uniform(
-        (batch, 1, 1, 1), seed=key, minval=-gain_db, maxval=gain_db
+        (tf.shape(xb)[0], 1, 1, 1), seed=key, minval=-gain_db, maxval=gain_db
     )
-    first = tf.reshape(tf.one_hot(0, channels, dtype=xb.dtype), (1, 1, 1, channels))
-    return xb + offset * first
+    return change_level(xb, offset)
 
 
 def _freq_warp(xb, key, warp: float):

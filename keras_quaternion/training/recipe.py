@@ -47,7 +47,9 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_LR = 5e-3
 DEFAULT_WARMUP_EPOCHS = 1.0
 DEFAULT_SPEC_AUGMENT = True
-DEFAULT_GAIN_DB = 0.0
+#: chosen on FSDD's speaker validation split played at other levels (docs/training.md,
+#: "Against level differences")
+DEFAULT_GAIN_DB = 18.0
 DEFAULT_FREQ_WARP = 0.0
 DEFAULT_TIME_SHIFT = 0.0
 #: chosen on FSDD's speaker validation split (docs/training.md, "Weight decay")
@@ -175,8 +177,9 @@ class Recipe:
         seed: seeds the weights, the shuffle order, dropout and the augmentation.
         spec_augment: SpecAugment-style masking of training batches (on by default).
         mixup: mixup Beta alpha for training batches (0 = off).
-        gain_db: random level change of each training example: its log-mel moves by a
-            uniform offset in ``[-gain_db, gain_db]`` dB (0 = off).
+        gain_db: random level change of each training example, as if recorded louder or
+            softer: its log-mel moves by a uniform offset in ``[-gain_db, gain_db]`` dB
+            (:func:`keras_quaternion.features.change_level`; 0 = off).
         freq_warp: random frequency warping of each training example (like vocal-tract-length
             perturbation): its mel axis is stretched by a factor uniform in
             ``[1 - freq_warp, 1 + freq_warp]`` (0 = off; at most :data:`MAX_FREQ_WARP`).
