@@ -101,8 +101,12 @@ figures-trained:
 		--out $(OUT)/speaker_refit.md \
 		--json $(OUT)/speaker_refit.json
 	$(SPLICE) docs/training.md speaker_refit $(OUT)/speaker_refit.md
+	$(PY) benchmarks/bench_qcnn_vs_cnn.py --data-dir $(FSDD) --work-dir $(OUT)/qcnn_vs_cnn \
+		--protocol refit --models qcnn6:0.25 --threads 1 --out $(OUT)/speaker_refit_default.md \
+		--json $(OUT)/speaker_refit_default.json
+	$(SPLICE) docs/training.md speaker_refit_default $(OUT)/speaker_refit_default.md
 	$(PY) benchmarks/bench_recipe.py --data-dir $(FSDD) --work-dir $(OUT)/recipe --threads 1 \
-		--speaker-json $(OUT)/qcnn_vs_cnn.json --speaker-json $(OUT)/speaker_refit.json \
+		--speaker-json $(OUT)/qcnn_vs_cnn.json --speaker-json $(OUT)/speaker_refit_default.json \
 		--out $(OUT)/recipe.md
 	$(SPLICE) docs/training.md recipe_targets $(OUT)/recipe.md
 	$(PY) apps/paper_recipe.py --dataset fsdd --data-dir $(FSDD) --width 0.125 \
