@@ -152,12 +152,21 @@ def int8_export(prepared, folder: Path) -> dict:
     return out
 
 
-def class_accuracy(prepared, folder: Path) -> list[float]:
-    """Test accuracy of each class (its recall) of a run's ``model.keras``."""
+def run_scores(prepared, folder: Path, levels: bool) -> tuple[list[float], dict]:
+    """A run's ``model.keras``, loaded once: its test accuracy per class (:func:`class_accuracy`)
+    and, with ``levels``, its accuracy per level on each of :func:`_level_splits`."""
     from keras_quaternion.training import load_model
-    from keras_quaternion.training.evaluation import predict
 
     model = load_model(folder / "model.keras")
+    splits = _level_splits(prepared) if levels else ()
+    per_level = {split: level_accuracy(prepared, model, split) for split in splits}
+    return class_accuracy(prepared, model), per_level
+
+
+def class_accuracy(prepared, model) -> list[float]:
+    """Test accuracy of each class (its recall) of ``model``."""
+    from keras_quaternion.training.evaluation import predict
+
     y = np.asarray(prepared.labels["test"])
     predicted = np.asarray(predict(model, prepared, "test")).argmax(axis=-1)
     return [float((predicted[y == c] == c).mean()) for c in range(prepared.num_classes)]
@@ -169,14 +178,13 @@ def class_accuracy(prepared, folder: Path) -> list[float]:
 LEVELS = (-18, -12, -6, 0, 6, 12, 18)
 
 
-def level_accuracy(prepared, folder: Path, split: str) -> list[float]:
-    """Accuracy of a run's ``model.keras`` on ``split`` with every clip made softer or louder by
-    each of :data:`LEVELS` (``keras_quaternion.features.change_level``)."""
+def level_accuracy(prepared, model, split: str) -> list[float]:
+    """Accuracy of ``model`` on ``split`` with every clip made softer or louder by each of
+    :data:`LEVELS` (``keras_quaternion.features.change_level``)."""
     from keras_quaternion.features import change_level
-    from keras_quaternion.training import PreparedData, load_model
+    from keras_quaternion.training import PreparedData
     from keras_quaternion.training.evaluation import predict
 
-    model = load_model(folder / "model.keras")
     x, y = prepared.arrays(split, channels=model.input_shape[-1])
     scores = []
     for level in LEVELS:
@@ -209,6 +217,7 @@ def measure(
     records = []
     for model, width in models:
         runs = [train_model(prepared, model, width, seed, work, recipe) for seed in seeds]
+        scores = [run_scores(prepared, _run_dir(work, model, width, s), levels) for s in seeds]
         int8 = int8_export(prepared, _run_dir(work, model, width, seeds[0]))
         accs = [r["test"]["accuracy"] for r in runs]
         records.append(
@@ -222,15 +231,10 @@ def measure(
                 "test_accuracy": accs,
                 "train_accuracy": [r["train"]["accuracy"] for r in runs],
                 "last_epoch_train_accuracy": [_last_epoch_accuracy(r) for r in runs],
-                "class_accuracy": [
-                    class_accuracy(prepared, _run_dir(work, model, width, seed)) for seed in seeds
-                ],
+                "class_accuracy": [per_class for per_class, _ in scores],
                 "class_names": list(prepared.class_names),
                 "level_accuracy": {
-                    split: [
-                        level_accuracy(prepared, _run_dir(work, model, width, seed), split)
-                        for seed in seeds
-                    ]
+                    split: [per_level[split] for _, per_level in scores]
                     for split in (_level_splits(prepared) if levels else ())
                 },
                 "split_level_db": split_levels(prepared) if levels else {},
@@ -289,10 +293,20 @@ def _pair_row(name: str, q: dict, r: dict) -> str:
     spread = (qs**2 + rs**2) ** 0.5
     return (
         f"| {name} | `{q['model']}` x{q['width']:g} vs `{r['model']}` x{r['width']:g} | "
-        f"{qm - rm:+.3f} (± {spread:.3f}) | {q['params'] / r['params']:.2f} | "
+        f"{qm - rm:+.3f} (± {spread:.3f}) | {_welch_p(q['test_accuracy'], r['test_accuracy'])} | "
+        f"{q['params'] / r['params']:.2f} | "
         f"{q['macs'] / r['macs']:.2f} | "
         f"{_smallest_int8(q)['bytes'] / _smallest_int8(r)['bytes']:.2f} |"
     )
+
+
+def _welch_p(a: list[float], b: list[float]) -> str:
+    """Welch's two-sided t-test p-value of two sets of per-seed scores (``—`` with < 2 each)."""
+    if min(len(a), len(b)) < 2:
+        return "—"
+    from scipy import stats  # with the dev extras (librosa needs it)
+
+    return f"{stats.ttest_ind(a, b, equal_var=False).pvalue:.2g}"
 
 
 def tables(records: list[dict], seeds, note: str, protocol: str = "select") -> str:
@@ -314,9 +328,9 @@ def tables(records: list[dict], seeds, note: str, protocol: str = "select") -> s
     if pairs:
         lines += [
             "",
-            "| comparison | models | test accuracy, quaternion − real (± combined sd) | params "
-            "ratio | MACs ratio | smallest int8 flatbuffer ratio |",
-            "|---|---|---|---|---|---|",
+            "| comparison | models | test accuracy, quaternion − real (± combined sd) | p (Welch) "
+            "| params ratio | MACs ratio | smallest int8 flatbuffer ratio |",
+            "|---|---|---|---|---|---|---|",
             *pairs,
         ]
     return "\n".join(lines + _class_lines(records) + _level_lines(records)) + "\n"
